@@ -1,0 +1,37 @@
+"""Bearer tokens to tenants; with no tokens configured everyone is the 'default' tenant."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Flask, g, request
+
+from bigmodel.config import Settings
+from bigmodel.errors import Unauthorized
+
+DEFAULT_TENANT = "default"
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/"})
+
+
+def tenant_for(settings: Settings, header: str | None) -> str:
+    """The tenant a request acts for, from its Authorization header."""
+    if not settings.auth_enabled:
+        return DEFAULT_TENANT
+    if not header or not header.startswith("Bearer "):
+        raise Unauthorized("send 'Authorization: Bearer <token>'")
+    given = header[len("Bearer "):].strip()
+    for token, tenant in settings.tokens.items():
+        if hmac.compare_digest(token.encode(), given.encode()):
+            return tenant
+    raise Unauthorized("the token is not valid")
+
+
+def register(app: Flask, settings: Settings) -> None:
+    """Resolve the tenant before each request."""
+
+    @app.before_request
+    def _authenticate() -> None:
+        if request.path in PUBLIC_PATHS or request.path.startswith("/v2/health"):
+            g.tenant = None
+            return
+        g.tenant = tenant_for(settings, request.headers.get("Authorization"))

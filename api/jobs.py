@@ -1,0 +1,153 @@
+"""Job routes: submit, read, list, cancel, follow events, download artifacts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, stream_with_context
+
+from api.requests_util import cursor_arg, int_arg, json_body, parse
+from api.services import Services, services, tenant
+from bigmodel.errors import InvalidRequest, NotFound, ServiceUnavailable
+from bigmodel.jobtypes import route, validate_params
+from bigmodel.presence import priority_to_broker
+from bigmodel.schemas import JobSubmission
+from bigmodel.states import JobState
+from workers.celery_app import RUN_JOB
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+PUBLIC_FIELDS = ("id", "type", "state", "queue", "priority", "params", "resources", "progress",
+                 "attempts", "worker", "created_at", "started_at", "finished_at", "result", "error",
+                 "artifacts", "cancel_requested", "waiting")  # fmt: skip
+
+
+def public(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as the API shows it."""
+    return {k: record.get(k) for k in PUBLIC_FIELDS}
+
+
+def publish(s: Services, record: dict[str, Any]) -> None:
+    """Put the job's task on its queue (task id = job id); fail the job if the broker refuses."""
+    try:
+        s.celery.send_task(
+            RUN_JOB, args=[record["id"]], task_id=record["id"], queue=record["queue"],
+            priority=priority_to_broker(record["priority"]), retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except Exception as exc:
+        s.jobs.fail_queued(record["id"], {"type": "PublishFailed", "message": "the queue was unreachable"})
+        raise ServiceUnavailable("the job queue is unreachable; the job was not queued") from exc
+
+
+def submit_job(s: Services, tenant_name: str, body: dict[str, Any],
+               idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+    """Validate, record and publish a job; returns (record, created)."""
+    submission = parse(JobSubmission, body)
+    params = validate_params(submission.type, submission.params)
+    gpus = submission.resources.gpu
+    gpu_online = s.presence.serves("gpu") if gpus else False
+    where = route(submission.type, gpus, gpu_fallback=s.settings.gpu_fallback,
+                  gpu_workers_online=gpu_online)
+    record, created = s.jobs.create(
+        tenant=tenant_name, type=submission.type, params=params, queue=where.queue,
+        priority=submission.priority, resources=submission.resources.model_dump(),
+        idempotency_key=idempotency_key, waiting=where.waiting,
+    )
+    if created:
+        publish(s, record)
+        s.metrics.jobs_submitted.labels(submission.type, where.queue).inc()  # type: ignore[attr-defined]
+    return record, created
+
+
+@bp.post("")
+def submit() -> Any:
+    """POST /v1/jobs: 202 with the new job, or 200 with the first one on an idempotent replay."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= 255 and key.isprintable()):
+        raise InvalidRequest("Idempotency-Key must be 1-255 printable characters")
+    record, created = submit_job(services(), tenant(), json_body(), key)
+    response = jsonify(public(record))
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/v1/jobs/{record['id']}"
+    return response
+
+
+@bp.get("")
+def list_jobs() -> Any:
+    """GET /v1/jobs: newest first, filtered by state and type."""
+    state = request.args.get("state") or None
+    if state and state not in {s.value for s in JobState}:
+        raise InvalidRequest(f"unknown state {state!r}")
+    items, cursor = services().jobs.list(
+        tenant(), state=state, type=request.args.get("type") or None,
+        limit=int_arg("limit", 50, 1, 500), cursor=cursor_arg(),
+    )
+    return jsonify(items=[public(r) for r in items], next_cursor=cursor)
+
+
+@bp.get("/<job_id>")
+def get_job(job_id: str) -> Any:
+    """GET /v1/jobs/{id}."""
+    return jsonify(public(services().jobs.get(job_id, tenant())))
+
+
+@bp.post("/<job_id>/cancel")
+def cancel(job_id: str) -> Any:
+    """POST /v1/jobs/{id}/cancel: 202; a finished job answers 409."""
+    s = services()
+    record = s.jobs.cancel(job_id, tenant())
+    if record["state"] == JobState.CANCELLED.value:
+        try:
+            s.celery.control.revoke(job_id)  # the worker would skip it anyway; this saves it the trip
+        except Exception:
+            pass
+    response = jsonify(public(record))
+    response.status_code = 202
+    return response
+
+
+def _sse(events: Iterator[tuple[str, dict[str, Any]]]) -> Iterator[str]:
+    yield "retry: 2000\n\n"
+    for event_id, event in events:
+        if event.get("type") == "keepalive":
+            yield ": keepalive\n\n"
+            continue
+        yield f"id: {event_id}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+    yield "event: end\ndata: {}\n\n"
+
+
+@bp.get("/<job_id>/events")
+def events(job_id: str) -> Any:
+    """GET /v1/jobs/{id}/events: Server-Sent Events until the job ends; ?follow=0 gives a JSON list."""
+    s = services()
+    s.jobs.get(job_id, tenant())
+    after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0-0"
+    if request.args.get("follow", "1") in ("0", "false", "no"):
+        return jsonify(items=[{"id": i, **e} for i, e in s.jobs.events(job_id, after, count=10_000)])
+    stream = s.jobs.iter_events(job_id, after, poll_ms=1000)
+    return Response(stream_with_context(_sse(stream)), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@bp.get("/<job_id>/artifacts/<path:name>")
+def artifact(job_id: str, name: str) -> Any:
+    """GET /v1/jobs/{id}/artifacts/{name}: the artifact's bytes."""
+    s = services()
+    record = s.jobs.get(job_id, tenant())
+    if not any(a["name"] == name for a in record.get("artifacts") or []):
+        raise NotFound(f"job {job_id} has no artifact {name!r}")
+    view = s.store.tenant(tenant())
+    rel = f"jobs/{job_id}/{name}"
+    fh = view.open(rel)
+
+    def chunks() -> Iterator[bytes]:
+        with fh:
+            while block := fh.read(1 << 16):
+                yield block
+
+    return Response(chunks(), mimetype="application/octet-stream",
+                    headers={"Content-Length": str(view.size(rel)),
+                             "Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"'})

@@ -1,0 +1,60 @@
+"""The app's handles on Redis, the store, the job records and the Celery publisher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import current_app, g
+
+from bigmodel.config import Settings
+from bigmodel.datasets import Datasets
+from bigmodel.jobs import Jobs
+from bigmodel.presence import Presence
+from bigmodel.registry import Registry
+from bigmodel.store import Store
+
+
+@dataclass
+class Services:
+    """Everything a view needs beyond the request."""
+
+    settings: Settings
+    redis: redis.Redis
+    store: Store
+    jobs: Jobs
+    presence: Presence
+    celery: Any
+
+    def datasets(self, tenant: str) -> Datasets:
+        """The tenant's datasets."""
+        return Datasets(self.redis, self.store, tenant)
+
+    def registry(self, tenant: str) -> Registry:
+        """The tenant's model registry."""
+        return Registry(self.redis, self.store, tenant)
+
+
+def build(settings: Settings, celery: Any = None) -> Services:
+    """Connect to Redis and the store; the Celery app is only for publishing."""
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout,
+                                  socket_connect_timeout=settings.redis_timeout,
+                                  retry_on_timeout=False, health_check_interval=10)
+    store = Store(settings.store_url)
+    if celery is None:
+        from workers.celery_app import make_celery
+
+        celery = make_celery(settings)
+    jobs = Jobs(client, store, job_ttl=settings.job_ttl_seconds, event_limit=settings.event_limit)
+    return Services(settings, client, store, jobs, Presence(client), celery)
+
+
+def services() -> Services:
+    """The current app's services."""
+    return current_app.extensions["bigmodel"]  # type: ignore[no-any-return]
+
+
+def tenant() -> str:
+    """The tenant of the current request."""
+    return g.tenant  # type: ignore[no-any-return]

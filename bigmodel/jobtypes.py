@@ -1,0 +1,91 @@
+"""The one table of job types: type -> params schema -> runner -> default queue."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from bigmodel import schemas
+from bigmodel.errors import ValidationFailed
+
+Runner = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A kind of job: how its params are checked, which function runs it, where it goes by default."""
+
+    name: str
+    params: type[BaseModel]
+    runner: str  # "module:function", imported only inside workers (keeps TF out of the API)
+    queue: str = "cpu"
+    summary: str = ""
+
+    def load_runner(self) -> Runner:
+        """Import the function that runs this job type."""
+        module, _, func = self.runner.partition(":")
+        return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+
+JOB_TYPES: Mapping[str, JobType] = {
+    t.name: t
+    for t in (
+        JobType("ping", schemas.PingParams, "bigmodel.runners.ping:run",
+                summary="diagnostic: returns its params"),
+        JobType("preprocess", schemas.PreprocessParams, "bigmodel.runners.preprocess:run",
+                summary="clean, encode, normalise and split a dataset"),
+        JobType("train", schemas.TrainParams, "bigmodel.runners.train:run",
+                summary="train a Keras model and register a version"),
+        JobType("evaluate", schemas.EvaluateParams, "bigmodel.runners.evaluate:run",
+                summary="metrics of a model version on a split"),
+        JobType("predict", schemas.PredictParams, "bigmodel.runners.predict:run",
+                summary="predictions for a dataset or inline rows"),
+        JobType("pipeline", schemas.PipelineParams, "bigmodel.runners.pipeline:run",
+                summary="preprocess, train and evaluate in one job"),
+    )
+}  # fmt: skip
+
+
+def errors_of(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    """Pydantic errors as problem+json `errors` entries."""
+    return [{"loc": [*prefix, *e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+
+
+def validate_params(type_name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Check params against the job type's schema; returns them with defaults filled in."""
+    job_type = JOB_TYPES.get(type_name)
+    if job_type is None:
+        raise ValidationFailed(
+            f"unknown job type {type_name!r}; known: {', '.join(sorted(JOB_TYPES))}",
+            errors=[{"loc": ["body", "type"], "msg": "unknown job type"}],
+        )
+    try:
+        model = job_type.params.model_validate(params)
+    except ValidationError as exc:
+        raise ValidationFailed(
+            f"invalid params for a {type_name} job", errors=errors_of(exc, ("body", "params"))
+        ) from None
+    return model.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a job goes, and why it may wait."""
+
+    queue: str
+    waiting: str | None = None
+
+
+def route(type_name: str, gpus: int, *, gpu_fallback: str | None, gpu_workers_online: bool) -> Route:
+    """Pick the queue from the table and the resources asked; a GPU job waits when no GPU worker is up."""
+    if gpus > 0:
+        if gpu_fallback == "cpu" and not gpu_workers_online:
+            return Route("cpu")
+        if not gpu_workers_online:
+            return Route("gpu", waiting="no gpu worker is online; the job waits until one starts")
+        return Route("gpu")
+    return Route(JOB_TYPES[type_name].queue)

@@ -1,0 +1,169 @@
+"""Keras models: the 'core' network on normalised features, its serving wrapper, save and load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from bigmodel.errors import DataError, InvalidRequest
+
+TASKS = ("binary", "multiclass", "regression")
+NORMALIZERS = ("standard", "minmax", "l2", "none")
+MODEL_FILE = "model.keras"
+SAVED_MODEL_DIR = "saved_model"
+
+_OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
+    "adam": keras.optimizers.Adam,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+    "adamw": keras.optimizers.AdamW,
+    "adagrad": keras.optimizers.Adagrad,
+}
+
+
+def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+    """A fresh Keras optimizer by (case-insensitive) name."""
+    key = str(name).lower()
+    if key not in _OPTIMIZERS:
+        raise InvalidRequest(f"unknown optimizer {name!r}; expected one of {sorted(_OPTIMIZERS)}")
+    # bool is an int subclass: reject it explicitly so `True` is not a learning rate of 1.0.
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, int | float):
+        raise InvalidRequest(f"learning_rate must be a number, got {learning_rate!r}")
+    if not np.isfinite(learning_rate) or learning_rate <= 0:
+        raise InvalidRequest(f"learning_rate must be positive and finite, got {learning_rate!r}")
+    return _OPTIMIZERS[key](learning_rate=float(learning_rate))
+
+
+def _check_spec(spec: dict[str, Any]) -> tuple[str, list[int], str, float]:
+    """Validate a model spec; return (task, hidden, activation, dropout)."""
+    task = spec.get("task")
+    if task not in TASKS:
+        raise InvalidRequest(f"unknown task {task!r}; expected one of {list(TASKS)}")
+    hidden = spec.get("hidden", [])
+    if not isinstance(hidden, list | tuple) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden
+    ):
+        raise InvalidRequest(f"hidden must be a list of positive integers, got {hidden!r}")
+    activation = spec.get("activation", "relu")
+    # Only names: a callable would not survive JSON specs or safe_mode loading anyway.
+    if not isinstance(activation, str):
+        raise InvalidRequest(f"activation must be a name, got {activation!r}")
+    try:
+        keras.activations.get(activation)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(f"unknown activation {activation!r}") from exc
+    dropout = spec.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise InvalidRequest(f"dropout must be a number in [0, 1), got {dropout!r}")
+    return task, [int(h) for h in hidden], activation, float(dropout)
+
+
+def build_model(
+    spec: dict[str, Any],
+    n_features: int,
+    n_classes: int | None,
+    optimizer: str = "adam",
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+) -> keras.Model:
+    """The 'core' model on normalised features: Dense stack from spec, output+loss from the task, compiled."""
+    task, hidden, activation, dropout = _check_spec(spec)
+    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
+        raise InvalidRequest(f"n_features must be a positive integer, got {n_features!r}")
+    if task == "multiclass" and (not isinstance(n_classes, int) or n_classes < 2):
+        raise InvalidRequest(f"a multiclass model needs n_classes >= 2, got {n_classes!r}")
+    opt = make_optimizer(optimizer, learning_rate)
+
+    # Seeds weight initialisers and dropout masks, which Keras draws from the global seed.
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(n_features,), name="features")
+    x = inputs
+    for i, units in enumerate(hidden):
+        x = keras.layers.Dense(units, activation=activation, name=f"dense_{i}")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
+
+    if task == "binary":
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
+        loss, metrics = "binary_crossentropy", ["accuracy"]
+    elif task == "multiclass":
+        outputs = keras.layers.Dense(n_classes, activation="softmax", name="output")(x)
+        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+    else:
+        outputs = keras.layers.Dense(1, name="output")(x)
+        loss, metrics = "mse", ["mae"]
+
+    model = keras.Model(inputs, outputs, name="core")
+    model.compile(optimizer=opt, loss=loss, metrics=metrics)
+    return model
+
+
+def _normalizer(transform: dict[str, Any], n_features: int) -> keras.layers.Layer | None:
+    """The Keras layer that reproduces the transform's normalisation, or None for 'none'."""
+    mode = transform.get("normalize", "none")
+    if mode not in NORMALIZERS:
+        raise DataError(f"unknown normalisation {mode!r}; expected one of {list(NORMALIZERS)}")
+    if mode == "none":
+        return None
+    if mode == "l2":
+        # x / max(||x||, 1e-12): an all-zero row stays zero, as in preprocessing.
+        return keras.layers.UnitNormalization(axis=-1, name="normalize")
+    offset = transform.get("offset")
+    scale = transform.get("scale")
+    if offset is None or scale is None or len(offset) != n_features or len(scale) != n_features:
+        raise DataError(f"'{mode}' normalisation needs offset and scale of length {n_features}")
+    off = np.asarray(offset, dtype=np.float64)
+    sc = np.asarray(scale, dtype=np.float64)
+    # Normalization divides by max(sqrt(variance), 1e-7); a zero scale would silently diverge
+    # from preprocessing, so refuse it rather than serve different numbers.
+    if not (np.all(np.isfinite(off)) and np.all(np.isfinite(sc)) and np.all(sc > 1e-7)):
+        raise DataError("normalisation offset/scale must be finite with every scale > 1e-7")
+    # Plain lists keep the layer config JSON-serialisable inside model.keras.
+    return keras.layers.Normalization(
+        axis=-1, mean=off.tolist(), variance=(sc**2).tolist(), name="normalize"
+    )
+
+
+def serving_model(core: keras.Model, transform: dict[str, Any]) -> keras.Model:
+    """Wrap the core with the fitted normalisation: the whole model takes encoded (raw) features."""
+    n_features = int(core.input_shape[-1])
+    features = transform.get("features")
+    if features is not None and len(features) != n_features:
+        raise DataError(
+            f"the transform has {len(features)} features but the model expects {n_features}"
+        )
+    if core.name != "core":
+        # get_layer("core") is how a loaded serving model gives its core back.
+        raise InvalidRequest(f"the core model must be named 'core', got {core.name!r}")
+    inputs = keras.Input(shape=(n_features,), name="encoded")
+    norm = _normalizer(transform, n_features)
+    x = norm(inputs) if norm is not None else inputs
+    outputs = core(x)
+    return keras.Model(inputs, outputs, name="serving")
+
+
+def save_model(model: keras.Model, directory: str | Path) -> list[Path]:
+    """Write model.keras and a TF SavedModel (saved_model/) into a local directory; return its files."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    keras_file = out / MODEL_FILE
+    model.save(keras_file)
+    # Errors here are real (a broken export must not pass as a saved model), so let them raise.
+    model.export(str(out / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
+    written = [keras_file]
+    written.extend(sorted(p for p in (out / SAVED_MODEL_DIR).rglob("*") if p.is_file()))
+    return written
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a .keras file with safe_mode=True."""
+    p = Path(path)
+    if p.is_dir():
+        # Accept the directory save_model wrote, so callers need not know the file name.
+        p = p / MODEL_FILE
+    if not p.is_file():
+        raise FileNotFoundError(f"no model file at {p}")
+    return keras.saving.load_model(p, safe_mode=True)

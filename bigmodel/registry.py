@@ -1,0 +1,162 @@
+"""Model registry: names, atomic integer versions, aliases with their history, per-version metadata."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import redis
+
+from bigmodel.errors import InvalidRequest, NotFound
+from bigmodel.jobs import now_iso
+from bigmodel.store import Store
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RESERVED_ALIASES = frozenset({"latest"})
+
+
+def check_name(name: str, what: str = "model name") -> str:
+    """A model or alias name is 1-64 letters, digits, '.', '_' or '-' (it becomes a path segment)."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise InvalidRequest(f"invalid {what} {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    return name
+
+
+class Registry:
+    """One tenant's models. Files live in the store; counters and aliases in Redis (mirrored to the store)."""
+
+    def __init__(self, client: redis.Redis, store: Store, tenant: str, prefix: str = "bm") -> None:
+        self.r = client
+        self.tenant = tenant
+        self.store = store.tenant(tenant)
+        self.prefix = f"{prefix}:t:{tenant}"
+
+    def _key(self, name: str, what: str) -> str:
+        return f"{self.prefix}:model:{name}:{what}"
+
+    def allocate_version(self, name: str) -> int:
+        """The next version number: atomic, so two jobs finishing at once get two different numbers."""
+        check_name(name)
+        while True:
+            version = int(self.r.incr(self._key(name, "counter")))
+            # A counter lost with Redis restarts at 1: skip numbers the store already has.
+            if not self.store.exists(f"models/{name}/{version}/meta.json"):
+                return version
+
+    def version_dir(self, name: str, version: int) -> str:
+        """The store folder of a version."""
+        return f"models/{check_name(name)}/{int(version)}"
+
+    def register(self, name: str, version: int, meta: dict[str, Any]) -> dict[str, Any]:
+        """Publish a version whose files are already in the store (meta.json last, as the commit mark)."""
+        record = {"version": version, "created_at": now_iso(), **meta}
+        self.store.write_json(f"{self.version_dir(name, version)}/meta.json", record)
+        self.r.sadd(f"{self.prefix}:models", name)
+        return record
+
+    def names(self) -> list[str]:
+        """Every model name of the tenant."""
+        from_store = set(self.store.listdir("models"))
+        from_redis = {n.decode() for n in self.r.smembers(f"{self.prefix}:models")}
+        return sorted(from_store | from_redis)
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """Every published version of a model, oldest first."""
+        check_name(name)
+        out = []
+        for entry in self.store.listdir(f"models/{name}"):
+            if entry.isdigit():
+                try:
+                    out.append(self.store.read_json(f"models/{name}/{entry}/meta.json"))
+                except FileNotFoundError:
+                    continue  # being written, or a failed write: not published
+        return sorted(out, key=lambda v: v["version"])
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Alias -> version, with `latest` computed."""
+        raw = self.r.hgetall(self._key(name, "aliases"))
+        if raw:
+            aliases = {k.decode(): int(v) for k, v in raw.items()}
+        else:
+            aliases = self._stored_aliases(name).get("aliases", {})
+        versions = self.versions(name)
+        if versions:
+            aliases["latest"] = versions[-1]["version"]
+        return aliases
+
+    def alias_history(self, name: str) -> list[dict[str, Any]]:
+        """Every alias move, oldest first."""
+        raw = self.r.lrange(self._key(name, "alias_history"), 0, -1)
+        if raw:
+            return [json.loads(x) for x in raw]
+        return list(self._stored_aliases(name).get("history", []))
+
+    def _stored_aliases(self, name: str) -> dict[str, Any]:
+        try:
+            return self.store.read_json(f"models/{name}/aliases.json")  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return {}
+
+    def move_alias(self, name: str, alias: str, version: int, by: str) -> dict[str, Any]:
+        """Point an alias at a version and record the move (when, by whom, from which version)."""
+        check_name(alias, "alias")
+        if alias in RESERVED_ALIASES:
+            raise InvalidRequest(f"{alias!r} is computed (the newest version) and cannot be moved")
+        if not any(v["version"] == version for v in self.versions(name)):
+            raise NotFound(f"model {name!r} has no version {version}")
+        previous = self.aliases(name).get(alias)
+        entry = {"alias": alias, "from": previous, "to": version, "at": now_iso(), "by": by}
+        pipe = self.r.pipeline()
+        pipe.hset(self._key(name, "aliases"), alias, version)
+        pipe.rpush(self._key(name, "alias_history"), json.dumps(entry))
+        pipe.execute()
+        aliases = {k: v for k, v in self.aliases(name).items() if k != "latest"}
+        self.store.write_json(f"models/{name}/aliases.json",
+                              {"aliases": aliases, "history": self.alias_history(name)})
+        return entry
+
+    def resolve(self, name: str, version: int | str | None = "latest") -> int:
+        """A version number from a number, 'latest', or an alias; NotFound when there is none."""
+        check_name(name)
+        if isinstance(version, int) or (isinstance(version, str) and version.isdigit()):
+            number = int(version)
+            if not self.store.exists(f"models/{name}/{number}/meta.json"):
+                raise NotFound(f"model {name!r} has no version {number}")
+            return number
+        alias = version or "latest"
+        aliases = self.aliases(name)
+        if not aliases:
+            raise NotFound(f"no model {name!r}")
+        if alias not in aliases:
+            raise NotFound(f"model {name!r} has no alias {alias!r}")
+        return aliases[alias]
+
+    def version_meta(self, name: str, version: int | str | None = "latest") -> dict[str, Any]:
+        """The metadata of a version (resolving aliases)."""
+        number = self.resolve(name, version)
+        return self.store.read_json(f"models/{name}/{number}/meta.json")  # type: ignore[no-any-return]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """The model as GET /v1/models/{name} shows it, with TF Serving's model_version_status."""
+        versions = self.versions(name)
+        if not versions:
+            raise NotFound(f"no model {name!r}")
+        public = ("version", "metrics", "params", "dataset", "job", "created_at", "features", "task")
+        return {
+            "name": name,
+            "versions": [{k: v.get(k) for k in public} for v in versions],
+            "aliases": self.aliases(name),
+            "alias_history": self.alias_history(name),
+            "model_version_status": [
+                {"version": str(v["version"]), "state": "AVAILABLE",
+                 "status": {"error_code": "OK", "error_message": ""}}
+                for v in reversed(versions)
+            ],
+        }
+
+    def summary(self, name: str) -> dict[str, Any]:
+        """One line of GET /v1/models: the latest and production versions."""
+        aliases = self.aliases(name)
+        return {"name": name, "latest": aliases.get("latest"), "production": aliases.get("production"),
+                "aliases": aliases}

@@ -1,0 +1,1 @@
+"""One module per job type: `run(ctx) -> result`, called inside a worker."""

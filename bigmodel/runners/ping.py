@@ -1,0 +1,28 @@
+"""The diagnostic ping job: echoes its params, optionally sleeping in steps or failing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+from bigmodel.context import JobContext
+from bigmodel.errors import InvalidRequest
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """Sleep `sleep` seconds in `steps` steps (checking for cancel), then return the params."""
+    params = ctx.params
+    steps = int(params.get("steps", 1))
+    pause = float(params.get("sleep", 0.0)) / steps
+    for step in range(1, steps + 1):
+        ctx.check_cancelled(min_interval=0)
+        if pause:
+            time.sleep(pause)
+        ctx.progress("step", step, steps)
+    if params.get("fail"):
+        raise InvalidRequest(str(params["fail"]))
+    if params.get("artifact"):
+        ctx.add_artifact("ping.txt", str(params["artifact"]).encode())
+    return {"echo": params, "worker": ctx.worker, "host": socket.gethostname(), "pid": os.getpid()}

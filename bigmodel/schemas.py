@@ -1,0 +1,160 @@
+"""Request and params schemas (pydantic): validated before anything is queued."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+DATASET_ID = r"^[0-9a-f]{64}$"
+
+
+class Strict(BaseModel):
+    """A schema that rejects unknown fields, so that a typo is an error, not a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    """What a job asks of the pool."""
+
+    gpu: int = Field(0, ge=0, le=8, description="GPUs the job needs; >0 routes it to the gpu queue")
+
+
+class JobSubmission(Strict):
+    """The body of POST /v1/jobs."""
+
+    type: str = Field(description="job type, e.g. preprocess, train, evaluate, predict, pipeline, ping")
+    params: dict[str, Any] = Field(default_factory=dict)
+    priority: int = Field(5, ge=0, le=9, description="0 (lowest) to 9 (highest)")
+    resources: Resources = Field(default_factory=Resources)
+
+
+class PingParams(BaseModel):
+    """A diagnostic job that returns its params; `sleep` seconds and `fail` help test the pools."""
+
+    model_config = ConfigDict(extra="allow")
+    sleep: float = Field(0.0, ge=0, le=3600)
+    fail: str | None = None
+    steps: int = Field(1, ge=1, le=10_000)
+
+
+class SplitSpec(Strict):
+    """Fractions of the rows that go to each split."""
+
+    train: float = Field(0.8, gt=0, le=1)
+    validation: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitSpec:
+        if abs(self.train + self.validation + self.test - 1.0) > 1e-6:
+            raise ValueError("split fractions must add up to 1")
+        return self
+
+
+class PreprocessParams(Strict):
+    """Params of a preprocess job."""
+
+    dataset: str = Field(pattern=DATASET_ID, description="id of an uploaded (raw) dataset")
+    label: str = Field(min_length=1)
+    features: list[str] | None = None
+    task: Literal["binary", "multiclass", "regression"] | None = None
+    dropna: bool = True
+    normalize: Literal["standard", "minmax", "l2", "none"] = "standard"
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    seed: int = 0
+    max_categories: int = Field(50, ge=2, le=10_000)
+
+
+class ModelSpec(Strict):
+    """The architecture of a model to train."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    task: Literal["binary", "multiclass", "regression"] | None = None
+    hidden: list[int] = Field(default_factory=lambda: [64, 32], max_length=32)
+    activation: str = "relu"
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if any(h < 1 or h > 65_536 for h in value):
+            raise ValueError("hidden layer sizes must be between 1 and 65536")
+        return value
+
+
+class EarlyStopping(Strict):
+    """Stop when a monitored metric stops improving."""
+
+    monitor: str = "val_loss"
+    patience: int = Field(3, ge=0, le=1000)
+
+
+class TrainParams(Strict):
+    """Params of a train job."""
+
+    dataset: str = Field(pattern=DATASET_ID, description="id of a processed dataset")
+    model: ModelSpec
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1, le=1_000_000)
+    optimizer: Literal["adam", "sgd", "rmsprop", "adamw", "adagrad"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0, le=10)
+    early_stopping: EarlyStopping | None = None
+    seed: int = 0
+
+
+Version = int | Literal["latest"] | str
+
+
+class EvaluateParams(Strict):
+    """Params of an evaluate job."""
+
+    model: str = Field(pattern=NAME_PATTERN)
+    version: Version = "latest"
+    dataset: str = Field(pattern=DATASET_ID, description="id of a processed dataset")
+    split: Literal["train", "validation", "test"] = "test"
+
+
+class PredictParams(Strict):
+    """Params of a predict job: a dataset (raw or processed) or inline instances."""
+
+    model: str = Field(pattern=NAME_PATTERN)
+    version: Version = "latest"
+    dataset: str | None = Field(None, pattern=DATASET_ID)
+    split: Literal["train", "validation", "test"] | None = None
+    instances: list[list[Any] | dict[str, Any]] | None = Field(None, min_length=1, max_length=100_000)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> PredictParams:
+        if (self.dataset is None) == (self.instances is None):
+            raise ValueError("give exactly one of 'dataset' or 'instances'")
+        return self
+
+
+class PipelineTrain(TrainParams):
+    """Train params inside a pipeline: the dataset comes from the preprocess stage."""
+
+    dataset: str | None = Field(None, pattern=DATASET_ID)  # type: ignore[assignment]
+
+
+class PipelinePreprocess(PreprocessParams):
+    """Preprocess params inside a pipeline: the dataset is the pipeline's."""
+
+    dataset: str | None = Field(None, pattern=DATASET_ID)  # type: ignore[assignment]
+
+
+class PipelineParams(Strict):
+    """Params of a pipeline job: preprocess -> train -> evaluate in one job."""
+
+    dataset: str = Field(pattern=DATASET_ID, description="id of an uploaded (raw) dataset")
+    preprocess: PipelinePreprocess
+    train: PipelineTrain
+    evaluate: bool = True
+
+
+class AliasMove(Strict):
+    """The body of POST /v1/models/{name}/aliases/{alias}."""
+
+    version: int = Field(ge=1)

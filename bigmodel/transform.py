@@ -1,0 +1,223 @@
+"""Applying a fitted transform (the JSON dict from bigmodel.data.fit_preprocess) to raw rows."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bigmodel.errors import DataError
+
+MISSING = "__missing__"
+NORMALIZATIONS = ("standard", "minmax", "l2", "none")
+
+
+def _is_null(value: Any) -> bool:
+    """True for None, NaN, NaT and pd.NA; False for anything else (including list-likes)."""
+    if value is None:
+        return True
+    try:
+        result = pd.isna(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(result, bool | np.bool_) and bool(result)
+
+
+def parse_numeric(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values, NaN where null or bad; mask of non-null values that are not finite numbers)."""
+    kind = series.dtype.kind
+    if kind in "iuf":
+        # A copy: pandas may hand out a read-only view, and callers fill nulls in place.
+        values = np.array(series.to_numpy(dtype=np.float64, na_value=np.nan), copy=True)
+        return values, np.isinf(values)
+    if kind in "bMm":
+        # Booleans and timestamps are not numbers even though numpy would cast them.
+        null = series.isna().to_numpy()
+        return np.full(len(series), np.nan), ~null
+    objects = series.astype(object).to_numpy()
+    null = np.fromiter((_is_null(v) or (isinstance(v, str) and not v.strip()) for v in objects),
+                       dtype=bool, count=len(objects))
+    is_bool = np.fromiter((isinstance(v, bool | np.bool_) for v in objects), dtype=bool, count=len(objects))
+    candidates = np.where(null | is_bool, None, objects)
+    try:
+        values = np.array(pd.to_numeric(pd.Series(candidates, dtype=object), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan), copy=True)
+    except (TypeError, ValueError):
+        values = np.full(len(objects), np.nan)
+    bad = is_bool.copy()
+    # Only values the fast path could not read get the slow look; "nan" strings count as nulls.
+    for i in np.flatnonzero(np.isnan(values) & ~null & ~is_bool):
+        try:
+            parsed = float(objects[i])
+        except (TypeError, ValueError):
+            bad[i] = True
+            continue
+        values[i] = parsed
+    bad |= np.isinf(values)
+    values[bad] = np.nan
+    return values, bad
+
+
+def _category_key(value: Any) -> str | None:
+    """The string a raw value is compared by as a category (None for a null)."""
+    if _is_null(value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        # 3.0 and 3 are the same category whichever way the value arrived (CSV, JSON).
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return value if isinstance(value, str) else str(value)
+
+
+def category_keys(series: pd.Series) -> np.ndarray:
+    """Object array of category keys for a raw column; None where the value is null."""
+    if series.dtype.kind == "b":
+        return np.where(series.to_numpy(), "true", "false").astype(object)
+    return np.array([_category_key(v) for v in series.astype(object).to_numpy()], dtype=object)
+
+
+def _column(df: pd.DataFrame, name: str) -> pd.Series:
+    """One column by name, refusing duplicated names that would make it ambiguous."""
+    column = df[name]
+    if isinstance(column, pd.DataFrame):
+        raise DataError(f"column {name!r} appears more than once")
+    return column
+
+
+def encode(df: pd.DataFrame, transform: dict[str, Any]) -> np.ndarray:
+    """Raw rows -> encoded float32 matrix (imputed, one-hot) in transform["features"] order, unnormalised."""
+    columns: list[str] = transform["columns"]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"missing column(s) {', '.join(map(repr, missing))}; the model needs "
+                        f"{', '.join(map(repr, columns))}")
+    numeric = set(transform["numeric"])
+    impute: dict[str, float] = transform.get("impute") or {}
+    out = np.zeros((len(df), len(transform["features"])), dtype=np.float32)
+    pos = 0
+    for name in columns:
+        series = _column(df, name)
+        if name in numeric:
+            values, bad = parse_numeric(series)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise DataError(f"column {name!r}: value {series.iloc[row]!r} (row {row}) "
+                                "does not parse as a finite number")
+            null = np.isnan(values)
+            if null.any():
+                if name not in impute:
+                    row = int(np.flatnonzero(null)[0])
+                    raise DataError(f"column {name!r} has missing values (row {row}) "
+                                    "and the model was trained with dropna=true")
+                values[null] = impute[name]
+            out[:, pos] = values
+            pos += 1
+        else:
+            categories: list[str] = transform["categorical"][name]
+            keys = category_keys(series)
+            keys[pd.isna(keys)] = MISSING
+            # Unseen categories get -1 and so stay all zeros.
+            codes = pd.Index(categories, dtype=object).get_indexer(keys)
+            rows = np.flatnonzero(codes >= 0)
+            out[rows, pos + codes[rows]] = 1.0
+            pos += len(categories)
+    if pos != out.shape[1]:
+        raise DataError("the transform is inconsistent: its columns do not produce its feature list")
+    return out
+
+
+def normalize(x: np.ndarray, transform: dict[str, Any]) -> np.ndarray:
+    """Apply the fitted normalisation to an encoded matrix (float32)."""
+    x = np.asarray(x, dtype=np.float64)
+    width = len(transform["features"])
+    if x.ndim != 2 or x.shape[1] != width:
+        raise DataError(f"expected an encoded matrix with {width} columns, got shape {x.shape}")
+    method = transform["normalize"]
+    if method == "none":
+        return x.astype(np.float32)
+    if method == "l2":
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0  # an all-zero row stays zeros
+        return (x / norms).astype(np.float32)
+    if method in ("standard", "minmax"):
+        offset = np.asarray(transform["offset"], dtype=np.float64)
+        scale = np.asarray(transform["scale"], dtype=np.float64)
+        return ((x - offset) / scale).astype(np.float32)
+    raise DataError(f"unknown normalisation {method!r}; expected one of {', '.join(NORMALIZATIONS)}")
+
+
+def transform_rows(df: pd.DataFrame, transform: dict[str, Any]) -> np.ndarray:
+    """encode then normalize: exactly what fit_preprocess produced for the same raw rows."""
+    return normalize(encode(df, transform), transform)
+
+
+def rows_to_frame(instances: list[Any], transform: dict[str, Any]) -> pd.DataFrame:
+    """Turn API instances (lists in transform["columns"] order, or dicts keyed by column) into a raw frame."""
+    columns: list[str] = transform["columns"]
+    if not isinstance(instances, list) or not instances:
+        raise DataError("'instances' must be a non-empty list of rows")
+    if all(isinstance(row, list | tuple) for row in instances):
+        for i, row in enumerate(instances):
+            if len(row) != len(columns):
+                raise DataError(f"instance {i} has {len(row)} values; expected {len(columns)} "
+                                f"({', '.join(columns)})")
+        data = {name: [row[j] for row in instances] for j, name in enumerate(columns)}
+    elif all(isinstance(row, dict) for row in instances):
+        for i, row in enumerate(instances):
+            missing = [c for c in columns if c not in row]
+            if missing:
+                raise DataError(f"instance {i} is missing column(s) {', '.join(map(repr, missing))}")
+        data = {name: [row[name] for row in instances] for name in columns}
+    else:
+        raise DataError("instances must be all lists (values in column order) or all objects "
+                        "(keyed by column name), not a mix or other values")
+    # Object columns keep each value as sent; encode does the parsing and reports bad values.
+    return pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in data.items()},
+                        columns=columns)
+
+
+def split_xy(frame: pd.DataFrame, transform: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+    """A processed split frame -> (X float32, y); y is int64 indices or float32 targets, None if absent."""
+    features: list[str] = transform["features"]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise DataError(f"the processed data lacks feature column(s) {', '.join(map(repr, missing[:10]))}")
+    x = frame[features].to_numpy(dtype=np.float32)
+    label = transform["label"]
+    if label not in frame.columns:
+        return x, None
+    dtype = np.float32 if transform["task"] == "regression" else np.int64
+    return x, frame[label].to_numpy(dtype=dtype)
+
+
+def decode_labels(indices: np.ndarray, transform: dict[str, Any]) -> list[Any]:
+    """Class indices -> the original label values (regression targets come back as plain floats)."""
+    values = np.asarray(indices).ravel()
+    classes = transform.get("label_classes")
+    if classes is None:
+        return [float(v) for v in values]
+    out: list[Any] = []
+    for v in values:
+        if isinstance(v, float | np.floating) and not float(v).is_integer():
+            raise DataError(f"class index {v!r} is not an integer")
+        i = int(v)
+        if not 0 <= i < len(classes):
+            raise DataError(f"class index {i} is out of range for {len(classes)} classes")
+        out.append(classes[i])
+    return out
+
+
+def json_scalar(value: Any) -> Any:
+    """A numpy or Python scalar as a plain JSON-serialisable Python value."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if not math.isnan(value) else None
+    return value if isinstance(value, str) else str(value)

@@ -1,0 +1,44 @@
+"""Per-process handles (Redis, store, jobs), made after fork so that no socket is shared by children."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import redis
+
+from bigmodel.config import Settings
+from bigmodel.jobs import Jobs
+from bigmodel.presence import Presence
+from bigmodel.store import Store
+
+
+@dataclass(frozen=True)
+class Handles:
+    """What a task needs to reach the outside world."""
+
+    settings: Settings
+    redis: redis.Redis
+    store: Store
+    jobs: Jobs
+    presence: Presence
+
+
+def connect(settings: Settings) -> Handles:
+    """Open the Redis client and the store for these settings."""
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5,
+                                  health_check_interval=30)
+    store = Store(settings.store_url)
+    jobs = Jobs(client, store, job_ttl=settings.job_ttl_seconds, event_limit=settings.event_limit)
+    return Handles(settings, client, store, jobs, Presence(client))
+
+
+_HANDLES: dict[int, Handles] = {}
+
+
+def handles(settings: Settings) -> Handles:
+    """This process's handles (a fresh set in each forked child)."""
+    pid = os.getpid()
+    if pid not in _HANDLES:
+        _HANDLES[pid] = connect(settings)
+    return _HANDLES[pid]
