@@ -23,6 +23,7 @@ class JobContext:
         self.job_id: str = job["id"]
         self.tenant: str = job["tenant"]
         self.jobs = jobs
+        self.store_root = store
         self.store = store.tenant(self.tenant)
         self.worker = worker
         self.settings = settings

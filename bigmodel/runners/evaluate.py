@@ -1,0 +1,28 @@
+"""The evaluate job: metrics of a model version on a split of a processed dataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bigmodel import data
+from bigmodel.context import JobContext
+from bigmodel.runners.common import datasets, load_predictor, processed
+
+
+def evaluate(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate params["model"] at params["version"] on params["dataset"]'s split."""
+    from bigmodel.metrics import evaluate_model
+
+    record = processed(ctx, params["dataset"])
+    predictor, meta = load_predictor(ctx, params["model"], params.get("version", "latest"))
+    transform = meta["transform"]
+    x, y = data.split_xy(datasets(ctx).frame(record["id"], params.get("split", "test")), transform)
+    classes = transform.get("label_classes")
+    metrics = evaluate_model(predictor.core, transform["task"], x, y, len(classes) if classes else None)
+    return {"model": params["model"], "version": meta["version"], "split": params.get("split", "test"),
+            "metrics": metrics}
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """Job entry point."""
+    return evaluate(ctx, ctx.params)

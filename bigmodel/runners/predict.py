@@ -1,0 +1,36 @@
+"""The predict job: inline instances answered in the result, or a dataset into predictions.parquet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from bigmodel import data
+from bigmodel.context import JobContext
+from bigmodel.datasets import frame_to_parquet
+from bigmodel.runners.common import datasets, load_predictor
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """Predict with a model version."""
+    params = ctx.params
+    predictor, meta = load_predictor(ctx, params["model"], params.get("version") or "latest")
+    transform = meta["transform"]
+    base = {"model": params["model"], "version": meta["version"]}
+    if params.get("instances") is not None:
+        frame = data.rows_to_frame(params["instances"], transform)
+        outputs = predictor.predict_encoded(data.encode(frame, transform))
+        return {**base, "predictions": predictor.format(outputs)}
+    ds = datasets(ctx)
+    record = ds.get(params["dataset"])
+    if record["kind"] == "processed":
+        frame = ds.frame(record["id"], params.get("split"))
+        x, _ = data.split_xy(frame, transform)
+        outputs = predictor.predict_normalized(x)
+    else:
+        outputs = predictor.predict_encoded(data.encode(ds.frame(record["id"]), transform))
+    ctx.check_cancelled()
+    table = pd.DataFrame(predictor.outputs_to_columns(outputs))
+    artifact = ctx.add_artifact("predictions.parquet", frame_to_parquet(table))
+    return {**base, "rows": int(len(table)), "artifact": artifact["name"]}

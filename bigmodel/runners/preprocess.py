@@ -1,0 +1,45 @@
+"""The preprocess job: clean, encode, normalise and split a raw dataset (cached by input and params)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bigmodel import data
+from bigmodel.context import JobContext
+from bigmodel.datasets import processed_id
+from bigmodel.errors import DataError
+from bigmodel.runners.common import datasets
+
+
+def preprocess(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Run preprocessing for params (with `dataset` a raw dataset id)."""
+    ds = datasets(ctx)
+    source = ds.get(params["dataset"])
+    if source.get("kind") != "raw":
+        raise DataError(f"dataset {params['dataset']} is already processed; give the raw dataset")
+    fit_params = {k: v for k, v in params.items() if k != "dataset"}
+    out_id = processed_id(source["sha256"], fit_params)
+    try:
+        record = ds.get(out_id)
+        ctx.log("same dataset and params as an earlier preprocess: reusing its output")
+    except Exception:
+        ctx.progress("read", 0, 3)
+        frame = ds.frame(source["id"])
+        ctx.check_cancelled()
+        ctx.progress("fit", 1, 3)
+        prepared = data.fit_preprocess(frame, fit_params)
+        ctx.progress("write", 2, 3)
+        record = ds.save_processed(out_id, prepared.splits, prepared.transform, source["id"], fit_params,
+                                   f"{source['name']} (processed)")
+        ctx.progress("done", 3, 3)
+    transform = record["transform"]
+    result = {"dataset": out_id, "rows": record["splits"], "features": transform["features"],
+              "task": transform["task"]}
+    if transform.get("label_classes") is not None:
+        result["label_classes"] = transform["label_classes"]
+    return result
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """Job entry point."""
+    return preprocess(ctx, ctx.params)

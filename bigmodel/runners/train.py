@@ -1,0 +1,57 @@
+"""The train job: fit a Keras model on a processed dataset and register a new version."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from typing import Any
+
+from bigmodel import data
+from bigmodel.context import JobContext
+from bigmodel.runners.common import datasets, processed, registry
+
+
+def train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Train from params (with `dataset` a processed dataset id)."""
+    from bigmodel import models, training
+    from bigmodel.metrics import evaluate_model
+
+    record = processed(ctx, params["dataset"])
+    transform = record["transform"]
+    ds = datasets(ctx)
+    x, y = data.split_xy(ds.frame(record["id"], "train"), transform)
+    val = None
+    if "validation" in record["splits"] and record["splits"]["validation"]:
+        val = data.split_xy(ds.frame(record["id"], "validation"), transform)
+    spec = {**params["model"], "task": transform["task"]}
+    classes = transform.get("label_classes")
+    core = models.build_model(spec, len(transform["features"]), len(classes) if classes else None,
+                              params["optimizer"], params["learning_rate"], params["seed"])
+
+    def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
+        ctx.progress("epoch", epoch, total, metrics=logs)
+        ctx.check_cancelled(min_interval=0)
+
+    result = training.fit(core, (x, y), val, epochs=params["epochs"], batch_size=params["batch_size"],
+                          seed=params["seed"], early_stopping=params.get("early_stopping"),
+                          on_epoch=on_epoch, on_batch=ctx.check_cancelled)
+    metrics = evaluate_model(result.core, transform["task"], *(val or (x, y)),
+                             len(classes) if classes else None)
+    reg = registry(ctx)
+    name = params["model"]["name"]
+    version = reg.allocate_version(name)
+    folder = reg.version_dir(name, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        models.save_model(models.serving_model(result.core, transform), tmp)
+        ctx.store.put_tree(folder, tmp)
+    ctx.store.write_bytes(f"{folder}/history.json", json.dumps(result.history).encode())
+    reg.register(name, version, {"metrics": metrics, "params": params, "dataset": record["id"],
+                                 "job": ctx.job_id, "features": transform["columns"],
+                                 "task": transform["task"], "transform": transform})
+    return {"model": name, "version": version, "metrics": metrics, "history": result.history,
+            "epochs_run": result.epochs_run}
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """Job entry point."""
+    return train(ctx, ctx.params)
