@@ -92,13 +92,13 @@ class Stack:
         self.spawn("api", "--port", str(self.port), log="api.log")
         self.spawn("worker", "--pool", "cpu", "--concurrency", "2", "--loglevel", "WARNING",
                    log="worker.log")
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                body = requests.get(self.url + "/readyz", timeout=2).json()
+                body = requests.get(self.url + "/readyz", timeout=10).json()
                 if "cpu" in body.get("pools", {}):
                     return
-            except (requests.ConnectionError, ValueError):
+            except (requests.RequestException, ValueError):  # still starting
                 pass
             time.sleep(0.3)
         raise RuntimeError("the API or the worker did not come up; see " + str(self.logs))
