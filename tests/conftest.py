@@ -117,6 +117,8 @@ class Stack:
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     s = Stack(redis_server, root / "store")
-    s.start()
-    yield s
-    s.stop()
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()  # also when start-up failed: never leak API or worker processes
