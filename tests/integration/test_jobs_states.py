@@ -54,8 +54,8 @@ def test_cancel_vs_finish_race_has_one_winner(jobs: Jobs) -> None:
     for _ in range(20):
         job = new(jobs)
         outcomes = []
-        t1 = threading.Thread(target=lambda: outcomes.append(jobs.claim(job, "w", 30, 3).outcome))
-        t2 = threading.Thread(target=lambda: outcomes.append(jobs.cancel(job, "t1")["state"]))
+        t1 = threading.Thread(target=lambda j=job, o=outcomes: o.append(jobs.claim(j, "w", 30, 3).outcome))
+        t2 = threading.Thread(target=lambda j=job, o=outcomes: o.append(jobs.cancel(j, "t1")["state"]))
         t1.start(), t2.start(), t1.join(), t2.join()
         state = jobs.get(job)["state"]
         if state == "cancelled":
