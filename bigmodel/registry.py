@@ -73,6 +73,11 @@ class Registry:
                     continue  # being written, or a failed write: not published
         return sorted(out, key=lambda v: v["version"])
 
+    def latest(self, name: str) -> int | None:
+        """The newest published version (its meta.json written), without reading every version."""
+        numbers = sorted((int(e) for e in self.store.listdir(f"models/{name}") if e.isdigit()), reverse=True)
+        return next((n for n in numbers if self.store.exists(f"models/{name}/{n}/meta.json")), None)
+
     def aliases(self, name: str) -> dict[str, int]:
         """Alias -> version, with `latest` computed."""
         raw = self.r.hgetall(self._key(name, "aliases"))
@@ -80,9 +85,9 @@ class Registry:
             aliases = {k.decode(): int(v) for k, v in raw.items()}
         else:
             aliases = self._stored_aliases(name).get("aliases", {})
-        versions = self.versions(name)
-        if versions:
-            aliases["latest"] = versions[-1]["version"]
+        latest = self.latest(name)
+        if latest is not None:
+            aliases["latest"] = latest
         return aliases
 
     def alias_history(self, name: str) -> list[dict[str, Any]]:
@@ -103,7 +108,7 @@ class Registry:
         check_name(alias, "alias")
         if alias in RESERVED_ALIASES:
             raise InvalidRequest(f"{alias!r} is computed (the newest version) and cannot be moved")
-        if not any(v["version"] == version for v in self.versions(name)):
+        if not self.store.exists(f"{self.version_dir(name, version)}/meta.json"):
             raise NotFound(f"model {name!r} has no version {version}")
         previous = self.aliases(name).get(alias)
         entry = {"alias": alias, "from": previous, "to": version, "at": now_iso(), "by": by}

@@ -7,7 +7,7 @@ from typing import Any
 from bigmodel import data
 from bigmodel.context import JobContext
 from bigmodel.datasets import processed_id
-from bigmodel.errors import DataError
+from bigmodel.errors import DataError, NotFound
 from bigmodel.runners.common import datasets
 
 
@@ -22,7 +22,7 @@ def preprocess(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     try:
         record = ds.get(out_id)
         ctx.log("same dataset and params as an earlier preprocess: reusing its output")
-    except Exception:
+    except NotFound:
         ctx.progress("read", 0, 3)
         frame = ds.frame(source["id"])
         ctx.check_cancelled()
