@@ -11,10 +11,10 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from api.requests_util import cursor_arg, int_arg, json_body, parse
 from api.services import Services, services, tenant
 from bigmodel.errors import InvalidRequest, NotFound, ServiceUnavailable
-from bigmodel.jobtypes import route, validate_params
-from bigmodel.presence import priority_to_broker
+from bigmodel.jobs.jobtypes import route, validate_params
+from bigmodel.jobs.presence import priority_to_broker
+from bigmodel.jobs.states import JobState
 from bigmodel.schemas import JobSubmission
-from bigmodel.states import JobState
 from workers.celery_app import RUN_JOB
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")

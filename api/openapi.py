@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify
 
 import bigmodel
 from bigmodel import schemas
-from bigmodel.jobtypes import JOB_TYPES
+from bigmodel.jobs.jobtypes import JOB_TYPES
 
 bp = Blueprint("openapi", __name__)
 

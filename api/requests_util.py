@@ -8,7 +8,7 @@ from flask import request
 from pydantic import BaseModel, ValidationError
 
 from bigmodel.errors import InvalidRequest, ValidationFailed
-from bigmodel.jobtypes import errors_of
+from bigmodel.jobs.jobtypes import errors_of
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -9,10 +9,10 @@ import redis
 from flask import current_app, g
 
 from bigmodel.config import Settings
-from bigmodel.datasets import Datasets
-from bigmodel.jobs import Jobs
-from bigmodel.presence import Presence
-from bigmodel.registry import Registry
+from bigmodel.jobs.presence import Presence
+from bigmodel.jobs.records import Jobs
+from bigmodel.ml.datasets import Datasets
+from bigmodel.ml.registry import Registry
 from bigmodel.store import Store
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from bigmodel.config import Settings
-from bigmodel.presence import PRIORITY_SEP, PRIORITY_STEPS, QUEUES
+from bigmodel.jobs.presence import PRIORITY_SEP, PRIORITY_STEPS, QUEUES
 
 RUN_JOB = "bigmodel.run_job"
 

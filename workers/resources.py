@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import redis
 
 from bigmodel.config import Settings
-from bigmodel.jobs import Jobs
-from bigmodel.presence import Presence
+from bigmodel.jobs.presence import Presence
+from bigmodel.jobs.records import Jobs
 from bigmodel.store import Store
 
 

@@ -1,4 +1,4 @@
-"""The one Celery task: run a job by id. Everything else lives in bigmodel.execution."""
+"""The one Celery task: run a job by id. Everything else lives in bigmodel.jobs.execution."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 from celery import Task, shared_task
 
-from bigmodel.execution import execute
+from bigmodel.jobs.execution import execute
 from workers.celery_app import RUN_JOB
 from workers.resources import handles
 

@@ -6,10 +6,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bigmodel.context import JobContext
-from bigmodel.datasets import Datasets
 from bigmodel.errors import DataError
-from bigmodel.registry import Registry
+from bigmodel.jobs.context import JobContext
+from bigmodel.ml.datasets import Datasets
+from bigmodel.ml.registry import Registry
 
 
 def datasets(ctx: JobContext) -> Datasets:
@@ -32,7 +32,7 @@ def processed(ctx: JobContext, dataset_id: str) -> dict[str, Any]:
 
 def load_predictor(ctx: JobContext, name: str, version: Any) -> tuple[Any, dict[str, Any]]:
     """The Predictor of a model version and its metadata."""
-    from bigmodel.inference import Predictor
+    from bigmodel.serving.predictor import Predictor
 
     reg = registry(ctx)
     meta = reg.version_meta(name, version)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from bigmodel import data
-from bigmodel.context import JobContext
+from bigmodel.jobs.context import JobContext
+from bigmodel.ml import data
 from bigmodel.runners.common import datasets, load_predictor, processed
 
 
 def evaluate(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """Evaluate params["model"] at params["version"] on params["dataset"]'s split."""
-    from bigmodel.metrics import evaluate_model
+    from bigmodel.ml.metrics import evaluate_model
 
     record = processed(ctx, params["dataset"])
     predictor, meta = load_predictor(ctx, params["model"], params.get("version", "latest"))

@@ -7,8 +7,8 @@ import socket
 import time
 from typing import Any
 
-from bigmodel.context import JobContext
 from bigmodel.errors import InvalidRequest
+from bigmodel.jobs.context import JobContext
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

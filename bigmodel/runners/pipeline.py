@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bigmodel.context import JobContext
+from bigmodel.jobs.context import JobContext
 from bigmodel.runners.evaluate import evaluate
 from bigmodel.runners.preprocess import preprocess
 from bigmodel.runners.train import train

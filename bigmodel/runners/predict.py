@@ -6,9 +6,9 @@ from typing import Any
 
 import pandas as pd
 
-from bigmodel import data
-from bigmodel.context import JobContext
-from bigmodel.datasets import frame_to_parquet
+from bigmodel.jobs.context import JobContext
+from bigmodel.ml import data
+from bigmodel.ml.datasets import frame_to_parquet
 from bigmodel.runners.common import datasets, load_predictor
 
 

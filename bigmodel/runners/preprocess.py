@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bigmodel import data
-from bigmodel.context import JobContext
-from bigmodel.datasets import processed_id
 from bigmodel.errors import DataError, NotFound
+from bigmodel.jobs.context import JobContext
+from bigmodel.ml import data
+from bigmodel.ml.datasets import processed_id
 from bigmodel.runners.common import datasets
 
 

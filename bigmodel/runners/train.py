@@ -6,15 +6,15 @@ import json
 import tempfile
 from typing import Any
 
-from bigmodel import data
-from bigmodel.context import JobContext
+from bigmodel.jobs.context import JobContext
+from bigmodel.ml import data
 from bigmodel.runners.common import datasets, processed, registry
 
 
 def train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """Train from params (with `dataset` a processed dataset id)."""
-    from bigmodel import models, training
-    from bigmodel.metrics import evaluate_model
+    from bigmodel.ml import models, training
+    from bigmodel.ml.metrics import evaluate_model
 
     record = processed(ctx, params["dataset"])
     transform = record["transform"]

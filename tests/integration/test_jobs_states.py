@@ -8,9 +8,9 @@ import pytest
 import redis
 
 from bigmodel.errors import Conflict, NotFound, ValidationFailed
-from bigmodel.jobs import Jobs
-from bigmodel.jobtypes import route, validate_params
-from bigmodel.states import JobState, can_move
+from bigmodel.jobs.jobtypes import route, validate_params
+from bigmodel.jobs.records import Jobs
+from bigmodel.jobs.states import JobState, can_move
 from bigmodel.store import Store
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bigmodel.data import (
+from bigmodel.errors import DataError
+from bigmodel.ml.data import (
     Prepared,
     decode_labels,
     describe_columns,
@@ -21,7 +22,6 @@ from bigmodel.data import (
     split_xy,
     transform_rows,
 )
-from bigmodel.errors import DataError
 
 
 def mixed_frame(n: int = 200, seed: int = 1) -> pd.DataFrame:

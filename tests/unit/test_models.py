@@ -14,10 +14,10 @@ import pytest
 import tensorflow as tf
 
 from bigmodel.errors import DataError, InvalidRequest, JobCancelled
-from bigmodel.inference import Predictor
-from bigmodel.metrics import classification_metrics, evaluate_model, regression_metrics, roc_auc
-from bigmodel.models import build_model, load_model, save_model, serving_model
-from bigmodel.training import TrainResult, fit
+from bigmodel.ml.metrics import classification_metrics, evaluate_model, regression_metrics, roc_auc
+from bigmodel.ml.models import build_model, load_model, save_model, serving_model
+from bigmodel.ml.training import TrainResult, fit
+from bigmodel.serving.predictor import Predictor
 
 N_FEATURES = 4
 FEATURES = ["age", "color=blue", "color=red", "x"]

@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 import redis
 
-from bigmodel import data
+from bigmodel.clock import now_iso
 from bigmodel.errors import DataError, NotFound, PayloadTooLarge
-from bigmodel.jobs import now_iso
+from bigmodel.ml import data
 from bigmodel.store import Store
 
 SPLIT_COLUMN = "__split__"

@@ -7,11 +7,11 @@ import logging
 import threading
 
 from bigmodel.config import Settings
-from bigmodel.context import JobContext
 from bigmodel.errors import BigModelError, JobCancelled
-from bigmodel.jobs import Jobs
-from bigmodel.jobtypes import JOB_TYPES
-from bigmodel.states import JobState
+from bigmodel.jobs.context import JobContext
+from bigmodel.jobs.jobtypes import JOB_TYPES
+from bigmodel.jobs.records import Jobs
+from bigmodel.jobs.states import JobState
 from bigmodel.store import Store
 
 log = logging.getLogger(__name__)

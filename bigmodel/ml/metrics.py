@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from bigmodel.errors import DataError, InvalidRequest
-from bigmodel.inference import compiled_forward, run_batched
+from bigmodel.ml.models import compiled_forward, run_batched
 
 # Same clipping as Keras' cross-entropy losses, so our loss matches what training reported.
 EPSILON = 1e-7

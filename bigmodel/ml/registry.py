@@ -8,8 +8,8 @@ from typing import Any
 
 import redis
 
+from bigmodel.clock import now_iso
 from bigmodel.errors import InvalidRequest, NotFound
-from bigmodel.jobs import now_iso
 from bigmodel.store import Store
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

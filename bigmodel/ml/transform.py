@@ -1,4 +1,4 @@
-"""Applying a fitted transform (the JSON dict from bigmodel.data.fit_preprocess) to raw rows."""
+"""Applying a fitted transform (the JSON dict from bigmodel.ml.data.fit_preprocess) to raw rows."""
 
 from __future__ import annotations
 

@@ -7,14 +7,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
-from bigmodel import jobscripts
+from bigmodel.clock import now_iso
 from bigmodel.errors import Conflict, InvalidRequest, NotFound
-from bigmodel.states import TERMINAL, JobState
+from bigmodel.jobs import scripts
+from bigmodel.jobs.states import TERMINAL, JobState
 from bigmodel.store import Store
 
 JSON_FIELDS = (
@@ -22,11 +22,6 @@ JSON_FIELDS = (
     "attempts", "worker", "created_at", "started_at", "finished_at", "result", "error",
     "artifacts", "cancel_requested", "waiting",
 )  # fmt: skip
-
-
-def now_iso() -> str:
-    """The current time as RFC 3339 UTC with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _encode(field: str, value: Any) -> str:
@@ -64,12 +59,12 @@ class Jobs:
         self.job_ttl = job_ttl
         self.event_limit = event_limit
         self.prefix = prefix
-        self._create = client.register_script(jobscripts.CREATE)
-        self._claim = client.register_script(jobscripts.CLAIM)
-        self._transition = client.register_script(jobscripts.TRANSITION)
-        self._renew = client.register_script(jobscripts.RENEW)
-        self._cancel = client.register_script(jobscripts.CANCEL)
-        self._progress = client.register_script(jobscripts.PROGRESS)
+        self._create = client.register_script(scripts.CREATE)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._transition = client.register_script(scripts.TRANSITION)
+        self._renew = client.register_script(scripts.RENEW)
+        self._cancel = client.register_script(scripts.CANCEL)
+        self._progress = client.register_script(scripts.PROGRESS)
 
     # keys -----------------------------------------------------------------
     def key(self, job_id: str) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from bigmodel.errors import DataError, InvalidRequest
 
@@ -14,6 +16,7 @@ TASKS = ("binary", "multiclass", "regression")
 NORMALIZERS = ("standard", "minmax", "l2", "none")
 MODEL_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
+CHUNK_ROWS = 4096
 
 _OPTIMIZERS: dict[str, type[keras.optimizers.Optimizer]] = {
     "adam": keras.optimizers.Adam,
@@ -167,3 +170,22 @@ def load_model(path: str | Path) -> keras.Model:
     if not p.is_file():
         raise FileNotFoundError(f"no model file at {p}")
     return keras.saving.load_model(p, safe_mode=True)
+
+
+def compiled_forward(model: keras.Model, n_features: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A tf.function running the model in inference mode on float32 [None, n_features] input."""
+    # One fixed signature with a None batch dimension: traced once, whatever the batch size.
+    return tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec([None, n_features], tf.float32)],
+    )
+
+
+def run_batched(
+    fn: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray, n_outputs: int, chunk: int = CHUNK_ROWS
+) -> np.ndarray:
+    """Apply a compiled function chunk by chunk (bounding memory) and stack the outputs."""
+    parts = [np.asarray(fn(tf.constant(x[i : i + chunk]))) for i in range(0, len(x), chunk)]
+    if not parts:
+        return np.zeros((0, n_outputs), dtype=np.float32)
+    return np.concatenate(parts, axis=0)

@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from bigmodel.errors import DataError, InvalidRequest
-from bigmodel.models import TASKS, load_model, serving_model
+from bigmodel.ml.models import TASKS, compiled_forward, load_model, run_batched, serving_model
 
-CHUNK_ROWS = 4096
 CORE_LAYER = "core"
-
-
-def compiled_forward(model: keras.Model, n_features: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A tf.function running the model in inference mode on float32 [None, n_features] input."""
-    # One fixed signature with a None batch dimension: traced once, whatever the batch size.
-    return tf.function(
-        lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, n_features], tf.float32)],
-    )
-
-
-def run_batched(
-    fn: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray, n_outputs: int, chunk: int = CHUNK_ROWS
-) -> np.ndarray:
-    """Apply a compiled function chunk by chunk (bounding memory) and stack the outputs."""
-    parts = [np.asarray(fn(tf.constant(x[i : i + chunk]))) for i in range(0, len(x), chunk)]
-    if not parts:
-        return np.zeros((0, n_outputs), dtype=np.float32)
-    return np.concatenate(parts, axis=0)
 
 
 def _describe(names: Sequence[str], limit: int = 10) -> str:

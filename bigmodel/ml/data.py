@@ -14,8 +14,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pa_parquet
 
 from bigmodel.errors import DataError
-from bigmodel.splitting import SPLITS, split_rows
-from bigmodel.transform import (
+from bigmodel.ml.splitting import SPLITS, split_rows
+from bigmodel.ml.transform import (
     MISSING,
     NORMALIZATIONS,
     category_keys,

@@ -10,7 +10,7 @@ from typing import Any
 
 from bigmodel.config import Settings
 from bigmodel.errors import JobCancelled
-from bigmodel.jobs import Jobs
+from bigmodel.jobs.records import Jobs
 from bigmodel.store import Store, check_segment
 
 

@@ -1,0 +1,1 @@
+"""The machine learning: data, transforms, splits, Keras models, training, metrics, registry, datasets."""

@@ -1,0 +1,1 @@
+"""Online inference: compiled predictors, the per-process model cache, micro-batching, protocol codecs."""
