@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request
 from api.requests_util import cursor_arg, int_arg
 from api.services import services, tenant
 from bigmodel.errors import InvalidRequest
+from bigmodel.names import check_name
 
 bp = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
 
@@ -29,8 +30,8 @@ def upload() -> Any:
     upload = request.files["file"]
     payload = upload.read()
     name = request.form.get("name") or None
-    if name is not None and (len(name) > 200 or not name.isprintable()):
-        raise InvalidRequest("name must be at most 200 printable characters")
+    if name is not None:
+        check_name(name, "dataset name")
     s = services()
     record, created = s.datasets(tenant()).ingest(payload, upload.filename or None, name,
                                                   s.settings.max_upload_bytes)

@@ -38,7 +38,7 @@ def publish(s: Services, record: dict[str, Any]) -> None:
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )
     except Exception as exc:
-        s.jobs.fail_queued(record["id"], {"type": "PublishFailed", "message": "the queue was unreachable"})
+        s.jobs.fail_queued(record["id"], {"type": "unavailable", "message": "the queue was unreachable"})
         raise ServiceUnavailable("the job queue is unreachable; the job was not queued") from exc
 
 

@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify
 
 from api.requests_util import json_body, parse
 from api.services import services, tenant
-from bigmodel.ml.registry import check_name
+from bigmodel.names import check_name
 from bigmodel.schemas import AliasMove
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")

@@ -1,4 +1,4 @@
-"""One exception root for bigmodel; each subclass carries the HTTP status it maps to."""
+"""One exception root for bigmodel; each subclass carries its HTTP status and its snake_case error type."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ class BigModelError(Exception):
 
     status: int = 500
     title: str = "Internal error"
+    code: str = "internal_error"
+    retryable: bool = False  # whether the same request may succeed later without changes
 
     def __init__(self, message: str, **extra: Any) -> None:
         super().__init__(message)
@@ -18,8 +20,8 @@ class BigModelError(Exception):
 
     @property
     def slug(self) -> str:
-        """A short, stable name for the error type (used in problem+json and job errors)."""
-        return type(self).__name__
+        """The stable snake_case name of the error type (problem+json `type`, a job's `error.type`)."""
+        return self.code
 
 
 class InvalidRequest(BigModelError):
@@ -27,6 +29,7 @@ class InvalidRequest(BigModelError):
 
     status = 400
     title = "Invalid request"
+    code = "invalid_input"
 
 
 class ValidationFailed(InvalidRequest):
@@ -34,6 +37,7 @@ class ValidationFailed(InvalidRequest):
 
     status = 422
     title = "Validation failed"
+    code = "validation_failed"
 
     def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message, errors=errors or [])
@@ -44,13 +48,15 @@ class DataError(InvalidRequest):
     """A dataset or a row of data cannot be used as asked (unreadable, empty, wrong column...)."""
 
     title = "Unusable data"
+    code = "data_error"
 
 
 class PayloadTooLarge(InvalidRequest):
-    """An upload is over the configured size limit."""
+    """A body or an upload is over the configured size limit."""
 
     status = 413
     title = "Payload too large"
+    code = "payload_too_large"
 
 
 class Unauthorized(BigModelError):
@@ -58,6 +64,15 @@ class Unauthorized(BigModelError):
 
     status = 401
     title = "Unauthorized"
+    code = "unauthorized"
+
+
+class Forbidden(BigModelError):
+    """The caller may not do this from where it is (for example a non-loopback client of an open API)."""
+
+    status = 403
+    title = "Forbidden"
+    code = "forbidden"
 
 
 class NotFound(BigModelError):
@@ -65,6 +80,7 @@ class NotFound(BigModelError):
 
     status = 404
     title = "Not found"
+    code = "not_found"
 
 
 class Conflict(BigModelError):
@@ -72,6 +88,7 @@ class Conflict(BigModelError):
 
     status = 409
     title = "Conflict"
+    code = "conflict"
 
 
 class JobCancelled(BigModelError):
@@ -79,16 +96,27 @@ class JobCancelled(BigModelError):
 
     status = 409
     title = "Job cancelled"
+    code = "cancelled"
 
 
 class ServiceUnavailable(BigModelError):
-    """A dependency (Redis, the store) does not answer; try again later."""
+    """A dependency (Redis, the queue, a serving process) does not answer; try again later."""
 
     status = 503
     title = "Service unavailable"
+    code = "unavailable"
+    retryable = True
+
+
+class StoreError(ServiceUnavailable):
+    """The store could not be read or written."""
+
+    title = "Store unavailable"
+    code = "store_error"
 
 
 class ConfigError(BigModelError):
     """The settings are inconsistent or unsafe."""
 
     title = "Configuration error"
+    code = "config_error"

@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-DATASET_ID = r"^[0-9a-f]{64}$"
+from bigmodel.names import DATASET_ID_PATTERN, NAME_PATTERN
 
 
 class Strict(BaseModel):
@@ -57,7 +56,7 @@ class SplitSpec(Strict):
 class PreprocessParams(Strict):
     """Params of a preprocess job."""
 
-    dataset: str = Field(pattern=DATASET_ID, description="id of an uploaded (raw) dataset")
+    dataset: str = Field(pattern=DATASET_ID_PATTERN, description="id of an uploaded (raw) dataset")
     label: str = Field(min_length=1)
     features: list[str] | None = None
     task: Literal["binary", "multiclass", "regression"] | None = None
@@ -95,7 +94,7 @@ class EarlyStopping(Strict):
 class TrainParams(Strict):
     """Params of a train job."""
 
-    dataset: str = Field(pattern=DATASET_ID, description="id of a processed dataset")
+    dataset: str = Field(pattern=DATASET_ID_PATTERN, description="id of a processed dataset")
     model: ModelSpec
     epochs: int = Field(10, ge=1, le=10_000)
     batch_size: int = Field(32, ge=1, le=1_000_000)
@@ -113,7 +112,7 @@ class EvaluateParams(Strict):
 
     model: str = Field(pattern=NAME_PATTERN)
     version: Version = "latest"
-    dataset: str = Field(pattern=DATASET_ID, description="id of a processed dataset")
+    dataset: str = Field(pattern=DATASET_ID_PATTERN, description="id of a processed dataset")
     split: Literal["train", "validation", "test"] = "test"
 
 
@@ -122,7 +121,7 @@ class PredictParams(Strict):
 
     model: str = Field(pattern=NAME_PATTERN)
     version: Version = "latest"
-    dataset: str | None = Field(None, pattern=DATASET_ID)
+    dataset: str | None = Field(None, pattern=DATASET_ID_PATTERN)
     split: Literal["train", "validation", "test"] | None = None
     instances: list[list[Any] | dict[str, Any]] | None = Field(None, min_length=1, max_length=100_000)
 
@@ -136,19 +135,19 @@ class PredictParams(Strict):
 class PipelineTrain(TrainParams):
     """Train params inside a pipeline: the dataset comes from the preprocess stage."""
 
-    dataset: str | None = Field(None, pattern=DATASET_ID)  # type: ignore[assignment]
+    dataset: str | None = Field(None, pattern=DATASET_ID_PATTERN)  # type: ignore[assignment]
 
 
 class PipelinePreprocess(PreprocessParams):
     """Preprocess params inside a pipeline: the dataset is the pipeline's."""
 
-    dataset: str | None = Field(None, pattern=DATASET_ID)  # type: ignore[assignment]
+    dataset: str | None = Field(None, pattern=DATASET_ID_PATTERN)  # type: ignore[assignment]
 
 
 class PipelineParams(Strict):
     """Params of a pipeline job: preprocess -> train -> evaluate in one job."""
 
-    dataset: str = Field(pattern=DATASET_ID, description="id of an uploaded (raw) dataset")
+    dataset: str = Field(pattern=DATASET_ID_PATTERN, description="id of an uploaded (raw) dataset")
     preprocess: PipelinePreprocess
     train: PipelineTrain
     evaluate: bool = True

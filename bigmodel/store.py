@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,19 +12,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from bigmodel.errors import InvalidRequest, ServiceUnavailable
-
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
-
-
-def check_segment(value: str, what: str = "name") -> str:
-    """Return value if it is safe as one path segment (no slashes, no '..', no leading dot)."""
-    if not isinstance(value, str) or not _SEGMENT.match(value) or ".." in value:
-        raise InvalidRequest(
-            f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_', '-' or '=', "
-            "starting with a letter or digit"
-        )
-    return value
+from bigmodel.errors import StoreError
+from bigmodel.names import check_name, check_segment
 
 
 class Store:
@@ -43,7 +31,7 @@ class Store:
 
     def tenant(self, tenant: str) -> Store:
         """The view of one tenant: everything below tenants/<tenant>/."""
-        check_segment(tenant, "tenant")
+        check_name(tenant, "tenant")
         child = Store.__new__(Store)
         child.url, child.fs, child._is_local, child.root = self.url, self.fs, self._is_local, self.root
         child.prefix = "/".join(p for p in (self.prefix, "tenants", tenant) if p)
@@ -85,7 +73,7 @@ class Store:
                 # Object stores make a single put visible all at once.
                 self.fs.pipe_file(full, data)
         except OSError as exc:
-            raise ServiceUnavailable(f"the store could not write {rel}: {exc.strerror or exc}") from None
+            raise StoreError(f"the store could not write {rel}: {exc.strerror or exc}") from None
         return len(data)
 
     def write_json(self, rel: str, value: Any) -> int:

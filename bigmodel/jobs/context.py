@@ -11,7 +11,8 @@ from typing import Any
 from bigmodel.config import Settings
 from bigmodel.errors import JobCancelled
 from bigmodel.jobs.records import Jobs
-from bigmodel.store import Store, check_segment
+from bigmodel.names import check_segment
+from bigmodel.store import Store
 
 
 class JobContext:

@@ -38,8 +38,12 @@ class LeaseKeeper(threading.Thread):
 
 def error_of(exc: BaseException) -> dict[str, str]:
     """A job's `error` field for an exception: its type and a readable message (no traceback)."""
-    kind = exc.slug if isinstance(exc, BigModelError) else type(exc).__name__
-    message = str(exc) or kind
+    if isinstance(exc, BigModelError):
+        kind, message = exc.code, str(exc) or exc.code
+    elif isinstance(exc, MemoryError):
+        kind, message = "out_of_memory", "the job ran out of memory"
+    else:  # an unexpected exception: one type for all, the class name kept in the message
+        kind, message = "internal_error", f"{type(exc).__name__}: {exc}"
     stage = getattr(exc, "bigmodel_stage", None)
     out = {"type": kind, "message": message[:4000]}
     if stage:
@@ -64,7 +68,7 @@ def execute(job_id: str, *, jobs: Jobs, store: Store, settings: Settings, worker
         json.dumps(result)  # only JSON goes into Redis and the record; fail here, not later
         state = JobState.SUCCEEDED
     except JobCancelled as exc:
-        state, error = JobState.CANCELLED, {"type": "JobCancelled", "message": str(exc)}
+        state, error = JobState.CANCELLED, {"type": JobCancelled.code, "message": str(exc)}
     except Exception as exc:  # a worker survives any job: every failure becomes a `failed` record
         error = error_of(exc)
         log.warning("job %s failed: %s: %s", job_id, error["type"], error["message"])

@@ -15,6 +15,7 @@ from bigmodel.clock import now_iso
 from bigmodel.errors import Conflict, InvalidRequest, NotFound
 from bigmodel.jobs import scripts
 from bigmodel.jobs.states import TERMINAL, JobState
+from bigmodel.names import is_job_id
 from bigmodel.store import Store
 
 JSON_FIELDS = (
@@ -116,6 +117,8 @@ class Jobs:
 
     def get(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
         """The record of a job; another tenant's job is NotFound, like a missing one."""
+        if not is_job_id(job_id):  # never let a malformed id become a Redis key or a store path
+            raise NotFound(f"no job {job_id!r}")
         raw = self.r.hgetall(self.key(job_id))
         if raw:
             record = self._decode(raw)
@@ -165,7 +168,7 @@ class Jobs:
     # worker side --------------------------------------------------------------
     def claim(self, job_id: str, worker: str, lease_seconds: int, max_attempts: int) -> Claim:
         """Take a queued job (or a running one whose lease lapsed) for this worker."""
-        lost = json.dumps({"type": "WorkerLost",
+        lost = json.dumps({"type": "worker_lost",
                            "message": f"the job was lost by its worker {max_attempts} times; giving up"})
         outcome = self._claim(
             keys=[self.key(job_id), self.events_key(job_id), self.lease_key(job_id)],

@@ -14,6 +14,7 @@ import redis
 from bigmodel.clock import now_iso
 from bigmodel.errors import DataError, NotFound, PayloadTooLarge
 from bigmodel.ml import data
+from bigmodel.names import is_dataset_id, safe_name
 from bigmodel.store import Store
 
 SPLIT_COLUMN = "__split__"
@@ -56,8 +57,9 @@ class Datasets:
         if existing is not None:
             return existing, False
         frame, fmt = data.read_table(payload, filename=filename)
+        default_name = safe_name((filename or "").rsplit(".", 1)[0], digest[:12])
         record = {
-            "id": digest, "name": name or filename or digest[:12], "kind": "raw", "format": fmt,
+            "id": digest, "name": name or default_name, "kind": "raw", "format": fmt,
             "rows": int(len(frame)), "columns": data.describe_columns(frame), "sha256": digest,
             "size_bytes": len(payload), "created_at": now_iso(), "tenant": self.tenant,
         }  # fmt: skip
@@ -86,7 +88,7 @@ class Datasets:
         return record
 
     def _read(self, dataset_id: str) -> dict[str, Any] | None:
-        if not data_id_ok(dataset_id):
+        if not is_dataset_id(dataset_id):
             return None
         try:
             return self.store.read_json(f"datasets/{dataset_id}/meta.json")  # type: ignore[no-any-return]
@@ -119,8 +121,3 @@ class Datasets:
         items = [r for r in (self._read(i.decode()) for i, _ in page[:limit]) if r is not None]
         next_cursor = repr(page[limit - 1][1]) if len(page) > limit else None
         return items, next_cursor
-
-
-def data_id_ok(value: str) -> bool:
-    """Whether a string has the shape of a dataset id (64 hex digits)."""
-    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)

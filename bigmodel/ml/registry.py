@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import redis
 
 from bigmodel.clock import now_iso
 from bigmodel.errors import InvalidRequest, NotFound
+from bigmodel.names import check_name
 from bigmodel.store import Store
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RESERVED_ALIASES = frozenset({"latest"})
-
-
-def check_name(name: str, what: str = "model name") -> str:
-    """A model or alias name is 1-64 letters, digits, '.', '_' or '-' (it becomes a path segment)."""
-    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise InvalidRequest(f"invalid {what} {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
-    return name
 
 
 class Registry:

@@ -8,6 +8,7 @@ from bigmodel.errors import DataError, NotFound
 from bigmodel.jobs.context import JobContext
 from bigmodel.ml import data
 from bigmodel.ml.datasets import processed_id
+from bigmodel.names import safe_name
 from bigmodel.runners.common import datasets
 
 
@@ -30,7 +31,7 @@ def preprocess(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         prepared = data.fit_preprocess(frame, fit_params)
         ctx.progress("write", 2, 3)
         record = ds.save_processed(out_id, prepared.splits, prepared.transform, source["id"], fit_params,
-                                   f"{source['name']} (processed)")
+                                   safe_name(f"{source['name']}-processed", out_id[:12]))
         ctx.progress("done", 3, 3)
     transform = record["transform"]
     result = {"dataset": out_id, "rows": record["splits"], "features": transform["features"],

@@ -55,7 +55,7 @@ def test_bad_submissions_are_problems_not_jobs(stack) -> None:
 def test_failed_job_records_error_and_worker_goes_on(stack) -> None:
     bad = submit(stack.url, {"type": "ping", "params": {"fail": "deliberate"}}).json()["id"]
     good = submit(stack.url, {"type": "ping", "params": {}}).json()["id"]
-    assert wait_for(stack.url, bad)["error"] == {"type": "InvalidRequest", "message": "deliberate"}
+    assert wait_for(stack.url, bad)["error"] == {"type": "invalid_input", "message": "deliberate"}
     assert wait_for(stack.url, good)["state"] == "succeeded"
 
 
