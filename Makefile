@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,8 +18,14 @@ run: $(STAMP)
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
 
+bench: $(STAMP)  ## every benchmark in bench/ -> bench/results/latest.json and latest.md
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run
+
+bench-quick: $(STAMP)  ## a tiny smoke run of every benchmark (results under var/)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run --quick --out var/bench-quick
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bigmodel api workers tests
+	$(VENV)/bin/ruff check bigmodel api workers tests bench
 
 clean:
 	rm -rf $(VENV) var

@@ -24,27 +24,49 @@ def queue_keys(queue: str) -> list[str]:
 
 
 class Presence:
-    """Worker heartbeats (a key with a TTL per worker) and queue depths."""
+    """Worker heartbeats in one sorted set (score: when the beat lapses) plus a hash of worker info.
+
+    Reading presence is two commands whatever the size of the keyspace: no SCAN on any request path.
+    """
 
     def __init__(self, client: redis.Redis, prefix: str = "bm") -> None:
         self.r = client
-        self.prefix = prefix
+        self.beats_key = f"{prefix}:workers"
+        self.info_key = f"{prefix}:workers:info"
 
-    def beat(self, name: str, info: dict[str, Any], ttl: int) -> None:
-        """Say that a worker is alive for the next `ttl` seconds."""
-        self.r.set(f"{self.prefix}:worker:{name}", json.dumps({**info, "name": name, "seen": time.time()}),
-                   ex=ttl)
+    def beat(self, name: str, info: dict[str, Any], ttl: float) -> None:
+        """Say that a worker is alive for the next `ttl` seconds (and forget workers long gone)."""
+        now = time.time()
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zadd(self.beats_key, {name: now + ttl})
+        pipe.hset(self.info_key, name, json.dumps({**info, "name": name, "seen": now}))
+        pipe.execute()
+        gone = self.r.zrangebyscore(self.beats_key, "-inf", now - 3600)
+        if gone:
+            self.r.zrem(self.beats_key, *gone)
+            self.r.hdel(self.info_key, *gone)
 
     def leave(self, name: str) -> None:
         """Forget a worker at once (clean shutdown)."""
-        self.r.delete(f"{self.prefix}:worker:{name}")
+        pipe = self.r.pipeline(transaction=False)
+        pipe.zrem(self.beats_key, name)
+        pipe.hdel(self.info_key, name)
+        pipe.execute()
+
+    def alive(self) -> list[str]:
+        """Names of the workers whose heartbeat has not lapsed."""
+        return [n.decode() for n in self.r.zrangebyscore(self.beats_key, time.time(), "+inf")]
+
+    def lapsed(self) -> list[str]:
+        """Names of workers whose heartbeat lapsed (and that did not leave cleanly)."""
+        return [n.decode() for n in self.r.zrangebyscore(self.beats_key, "-inf", time.time())]
 
     def workers(self) -> list[dict[str, Any]]:
-        """Every worker whose heartbeat has not lapsed."""
-        keys = sorted(self.r.scan_iter(match=f"{self.prefix}:worker:*", count=500))
-        if not keys:
+        """Every worker whose heartbeat has not lapsed, with the info it published."""
+        names = self.alive()
+        if not names:
             return []
-        return [json.loads(v) for v in self.r.mget(keys) if v]
+        return [json.loads(v) for v in self.r.hmget(self.info_key, names) if v]
 
     def pools(self) -> dict[str, dict[str, Any]]:
         """Online pools by name, with their workers and total concurrency."""
