@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1024 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
     s = services.build(settings, celery)
-    s.metrics = health.Metrics()  # type: ignore[attr-defined]
+    s.metrics = health.Metrics(s.redis)  # type: ignore[attr-defined]
     app.extensions["bigmodel"] = s
     errors.register(app)
     auth.register(app, settings)

@@ -11,6 +11,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from api.services import services
 from bigmodel.errors import BigModelError
+from bigmodel.stats import RedisCollector, RedisMetrics
 
 bp = Blueprint("health", __name__)
 
@@ -18,8 +19,10 @@ bp = Blueprint("health", __name__)
 class Metrics:
     """The app's Prometheus metrics, in a registry of its own (one per app, not global)."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: redis.Redis) -> None:
         self.registry = CollectorRegistry()
+        # Job and inference figures observed by every worker and serving process, read at scrape time.
+        self.registry.register(RedisCollector(RedisMetrics(client)))
         self.requests = Counter("bigmodel_http_requests", "HTTP requests", ["method", "status"],
                                 registry=self.registry)
         self.jobs_submitted = Counter("bigmodel_jobs_submitted", "Jobs accepted", ["type", "queue"],
