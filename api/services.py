@@ -9,6 +9,7 @@ import redis
 from flask import current_app, g
 
 from bigmodel.config import Settings
+from bigmodel.connections import redis_client
 from bigmodel.jobs.presence import Presence
 from bigmodel.jobs.records import Jobs
 from bigmodel.ml.datasets import Datasets
@@ -38,9 +39,7 @@ class Services:
 
 def build(settings: Settings, celery: Any = None) -> Services:
     """Connect to Redis and the store; the Celery app is only for publishing."""
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.redis_timeout,
-                                  socket_connect_timeout=settings.redis_timeout,
-                                  retry_on_timeout=False, health_check_interval=10)
+    client = redis_client(settings, retry_on_timeout=False)
     store = Store(settings.store_url)
     if celery is None:
         from workers.celery_app import make_celery

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import redis
 
 from bigmodel.config import Settings
+from bigmodel.connections import redis_client
 from bigmodel.jobs.presence import Presence
 from bigmodel.jobs.records import Jobs
 from bigmodel.store import Store
@@ -26,8 +27,7 @@ class Handles:
 
 def connect(settings: Settings) -> Handles:
     """Open the Redis client and the store for these settings."""
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5,
-                                  health_check_interval=30)
+    client = redis_client(settings, timeout=10)
     store = Store(settings.store_url)
     jobs = Jobs(client, store, job_ttl=settings.job_ttl_seconds, event_limit=settings.event_limit)
     return Handles(settings, client, store, jobs, Presence(client))
