@@ -24,8 +24,11 @@ bench: $(STAMP)  ## every benchmark in bench/ -> bench/results/latest.json and l
 bench-quick: $(STAMP)  ## a tiny smoke run of every benchmark (results under var/)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run --quick --out var/bench-quick
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff, bandit over the code, pip-audit over the installed environment
 	$(VENV)/bin/ruff check bigmodel api workers tests bench
+	$(PY) -m pip install -q -e '.[audit]'
+	$(VENV)/bin/bandit -q -c pyproject.toml -r bigmodel api workers
+	$(PY) .ci/audit.py
 
 clean:
 	rm -rf $(VENV) var

@@ -7,7 +7,8 @@ import hmac
 from flask import Flask, g, request
 
 from bigmodel.config import Settings
-from bigmodel.errors import Unauthorized
+from bigmodel.errors import Forbidden, Unauthorized
+from bigmodel.network import is_loopback
 
 DEFAULT_TENANT = "default"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/"})
@@ -27,10 +28,15 @@ def tenant_for(settings: Settings, header: str | None) -> str:
 
 
 def register(app: Flask, settings: Settings) -> None:
-    """Resolve the tenant before each request."""
+    """Resolve the tenant before each request; with no tokens configured, serve loopback clients only."""
 
     @app.before_request
     def _authenticate() -> None:
+        if not settings.auth_enabled and not is_loopback(request.remote_addr):
+            # Enforced here, not only by the CLI's bind check, so that however the app is served
+            # (gunicorn 'api:create_app()' on 0.0.0.0, a proxy...) no tokens never means open to all.
+            raise Forbidden("this API has no tokens configured and only serves clients on its own "
+                            "machine; set BIGMODEL_TOKENS to serve others")
         if request.path in PUBLIC_PATHS or request.path.startswith("/v2/health"):
             g.tenant = None
             return

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from bigmodel.errors import ConfigError
+from bigmodel.names import is_name
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -40,6 +41,10 @@ def parse_tokens(text: str) -> dict[str, str]:
         tenant, sep, token = item.partition(":")
         if not sep or not tenant.strip() or not token.strip():
             raise ConfigError("each token entry must look like 'tenant:token'")
+        if not is_name(tenant.strip()):
+            # Tenants become Redis keys and store folders: the same rule as every other name.
+            raise ConfigError(f"invalid tenant name {tenant.strip()!r} in the tokens: use 1-64 letters, "
+                              "digits, '.', '_' or '-', starting with a letter or digit")
         tokens[token.strip()] = tenant.strip()
     return tokens
 
@@ -85,6 +90,11 @@ class Settings:
     event_limit: int = 10_000
     worker_heartbeat_seconds: int = 5
     redis_timeout: float = 2.0
+    # TLS for rediss:// URLs: the CA that signed the server's certificate, and a client certificate
+    # and key where the server asks for one (tls-auth-clients).
+    redis_tls_ca: str | None = None
+    redis_tls_cert: str | None = None
+    redis_tls_key: str | None = None
     request_timeout: float = 30.0
 
     @property
@@ -147,4 +157,7 @@ class Settings:
             task_soft_time_limit=soft,
             task_time_limit=hard,
             request_timeout=_float(env, "BIGMODEL_REQUEST_TIMEOUT", 30.0),
+            redis_tls_ca=env.get("BIGMODEL_REDIS_TLS_CA") or None,
+            redis_tls_cert=env.get("BIGMODEL_REDIS_TLS_CERT") or None,
+            redis_tls_key=env.get("BIGMODEL_REDIS_TLS_KEY") or None,
         )

@@ -31,6 +31,7 @@ class RedisServer:
         self.extra = extra
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.client_options: dict[str, object] = {}  # e.g. TLS settings for a rediss:// server
 
     @staticmethod
     def available() -> bool:
@@ -39,7 +40,7 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         """A client of this server."""
-        return redis.Redis.from_url(self.url)
+        return redis.Redis.from_url(self.url, **self.client_options)  # type: ignore[arg-type]
 
     def start(self) -> None:
         """Start (or restart) the server on the same port and data folder; wait until it answers."""
@@ -78,6 +79,7 @@ class Stack:
                     "BIGMODEL_LEASE_SECONDS": "3", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs = store.parent
+        self.logs.mkdir(parents=True, exist_ok=True)
 
     def spawn(self, *args: str, log: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start `bigmodel <args>` with its output in a log file next to the store."""

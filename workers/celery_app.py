@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from bigmodel.config import Settings
+from bigmodel.connections import celery_tls_options
 from bigmodel.jobs.presence import PRIORITY_SEP, PRIORITY_STEPS, QUEUES
 
 RUN_JOB = "bigmodel.run_job"
@@ -53,6 +54,9 @@ def make_celery(settings: Settings | None = None) -> Celery:
         imports=("workers.tasks", "workers.lifecycle"),
         worker_max_tasks_per_child=200,
     )
+    tls = celery_tls_options(settings)
+    if tls:  # rediss://: the broker and the result backend verify the server's certificate
+        app.conf.update(broker_use_ssl=tls, redis_backend_use_ssl=tls)
     app.conf.bigmodel_settings = settings
     app.conf.bigmodel_queues = QUEUES
     return app

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import sys
@@ -14,18 +13,8 @@ import click
 import redis
 
 from bigmodel.config import Settings
-
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a bind address only accepts connections from this machine."""
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from bigmodel.connections import redis_client
+from bigmodel.network import is_loopback
 
 
 def _settings(redis_url: str | None = None, store: str | None = None) -> Settings:
@@ -34,10 +23,10 @@ def _settings(redis_url: str | None = None, store: str | None = None) -> Setting
     return settings.with_overrides(**changes) if changes else settings
 
 
-def redis_answers(url: str) -> bool:
-    """Whether a Redis server answers at the URL."""
+def redis_answers(settings: Settings) -> bool:
+    """Whether a Redis server answers at the settings' URL."""
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+        return bool(redis_client(settings, timeout=1).ping())
     except redis.exceptions.RedisError:
         return False
 
@@ -69,7 +58,7 @@ def up(host: str, port: int, cpu_workers: int | None, gpu_workers: str, redis_ur
     _refuse_open_bind(host, settings)
     env = {"BIGMODEL_REDIS_URL": settings.redis_url, "BIGMODEL_STORE_URL": settings.store_url}
     commands: list[tuple[list[str], dict[str, str]]] = []
-    if not redis_answers(settings.redis_url):
+    if not redis_answers(settings):
         cmd = redis_command(settings.redis_url, Path("var/redis"))
         if cmd is None:
             raise click.ClickException(f"no Redis answers at {settings.redis_url_redacted} and none can be "
