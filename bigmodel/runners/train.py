@@ -6,6 +6,7 @@ import json
 import tempfile
 from typing import Any
 
+from bigmodel.cache import sha256_file
 from bigmodel.jobs.context import JobContext
 from bigmodel.ml import data
 from bigmodel.runners.common import datasets, processed, registry
@@ -43,11 +44,13 @@ def train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     folder = reg.version_dir(name, version)
     with tempfile.TemporaryDirectory() as tmp:
         models.save_model(models.serving_model(result.core, transform), tmp)
+        model_sha256 = sha256_file(f"{tmp}/{models.MODEL_FILE}")  # the machine caches' key
         ctx.store.put_tree(folder, tmp)
     ctx.store.write_bytes(f"{folder}/history.json", json.dumps(result.history).encode())
     reg.register(name, version, {"metrics": metrics, "params": params, "dataset": record["id"],
                                  "job": ctx.job_id, "features": transform["columns"],
-                                 "task": transform["task"], "transform": transform})
+                                 "task": transform["task"], "transform": transform,
+                                 "model_sha256": model_sha256})
     return {"model": name, "version": version, "metrics": metrics, "history": result.history,
             "epochs_run": result.epochs_run}
 
