@@ -14,7 +14,7 @@ from bigmodel.runners.common import datasets, processed, registry
 
 def train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """Train from params (with `dataset` a processed dataset id)."""
-    from bigmodel.ml import models, training
+    from bigmodel.ml import devices, models, training
     from bigmodel.ml.metrics import evaluate_model
 
     record = processed(ctx, params["dataset"])
@@ -26,8 +26,10 @@ def train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         val = data.split_xy(ds.frame(record["id"], "validation"), transform)
     spec = {**params["model"], "task": transform["task"]}
     classes = transform.get("label_classes")
-    core = models.build_model(spec, len(transform["features"]), len(classes) if classes else None,
-                              params["optimizer"], params["learning_rate"], params["seed"])
+    with devices.training_scope(ctx.settings.mixed_precision) as placement:  # GPUs, strategy, precision
+        core = models.build_model(spec, len(transform["features"]), len(classes) if classes else None,
+                                  params["optimizer"], params["learning_rate"], params["seed"])
+    ctx.log(placement.describe())
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
         ctx.progress("epoch", epoch, total, metrics=logs)
