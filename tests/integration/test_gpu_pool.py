@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,6 +60,10 @@ def test_one_process_per_injected_gpu_pinned_before_the_framework_loads(stack: S
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "1"]
     assert all(e["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" for e in envs)
     assert len({w["pid"] for w in workers}) == 2
+    # And the container healthcheck sees this host's gpu pool (and no infer pool)
+    check = [sys.executable, "-m", "workers.healthcheck", "--pool"]
+    assert subprocess.run([*check, "gpu"], env=stack.env, timeout=60).returncode == 0
+    assert subprocess.run([*check, "infer"], env=stack.env, timeout=60).returncode == 1
 
 
 def test_a_two_gpu_job_goes_only_to_a_process_with_two_gpus(stack: Stack) -> None:
