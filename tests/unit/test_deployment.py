@@ -135,3 +135,13 @@ def test_each_image_installs_exactly_one_tensorflow() -> None:
                 if " AS " in s.split("\n")[0]}
     assert installs["cpu"] == ["cpu"] and installs["gpu"] == ["gpu"]
     assert "[cpu,dev]" in (ROOT / "Makefile").read_text()
+
+
+def test_the_keda_scaler_watches_every_priority_list_of_the_cpu_queue() -> None:
+    from bigmodel.jobs.presence import queue_keys
+
+    docs = list(yaml.safe_load_all((ROOT / "docs" / "keda" / "worker-cpu-scaledobject.yaml").read_text()))
+    scaled = next(d for d in docs if d["kind"] == "ScaledObject")
+    lists = [t["metadata"]["listName"] for t in scaled["spec"]["triggers"] if t["type"] == "redis"]
+    assert sorted(lists) == sorted(queue_keys("cpu"))  # kombu's priority lists, as the workers read them
+    assert all(t["authenticationRef"]["name"] for t in scaled["spec"]["triggers"])
