@@ -43,7 +43,7 @@ def _reason(exc: BaseException) -> str:
     """
     code = _error_code(exc) or _error_code(exc.__cause__)
     text = type(exc).__name__
-    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno in errno.errorcode:
         text += f" ({os.strerror(exc.errno)})"
     return text + (f" [{code}]" if code else "")
 
