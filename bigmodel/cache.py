@@ -199,7 +199,12 @@ def _open(directory: str, max_bytes: int) -> Cache:
 
 
 def machine_cache(settings: Settings) -> Cache | None:
-    """This process's handle on the machine's cache (None when BIGMODEL_CACHE_BYTES is 0)."""
+    """This process's handle on the machine's cache (None when BIGMODEL_CACHE_BYTES is 0 or unusable)."""
     if settings.cache_bytes <= 0:
         return None
-    return _open(os.path.abspath(settings.cache_dir), settings.cache_bytes)
+    try:
+        return _open(os.path.abspath(settings.cache_dir), settings.cache_bytes)
+    except OSError as exc:
+        # The cache only saves downloads: without it jobs read the store directly, they do not fail.
+        log.warning("cache: cannot use %s (%s); reading the store directly", settings.cache_dir, exc.strerror)
+        return None

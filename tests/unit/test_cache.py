@@ -115,5 +115,7 @@ def test_keys_are_hashes_and_names_are_checked(store: Store, tmp_path: Path) -> 
         with pytest.raises(ValueError):
             cache.fetch(store, "m/model.keras", bad)
     assert machine_cache(Settings(cache_bytes=0)) is None
+    (tmp_path / "file").write_bytes(b"")
+    assert machine_cache(Settings(cache_dir=str(tmp_path / "file" / "cache"))) is None  # unusable: no cache
     assert machine_cache(Settings(cache_dir=str(tmp_path / "c"))) is machine_cache(
         Settings(cache_dir=str(tmp_path / "c")))
