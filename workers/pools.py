@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from bigmodel.config import Settings
+from bigmodel.jobs.jobtypes import gpu_queue
 
 NO_GPU_EXIT = 2
 
@@ -47,8 +48,6 @@ def gpu_plan(devices: tuple[str, ...], name: str | None, queues: tuple[str, ...]
     (gpu0@host, gpu2-3@host); devices left over when the count does not divide make a smaller process
     that serves its own size.
     """
-    from bigmodel.jobs.jobtypes import gpu_queue
-
     base = (name or "gpu").split("@")[0]
     groups = [devices[i:i + per_process] for i in range(0, len(devices), per_process)]
     return [
