@@ -11,7 +11,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from api.requests_util import cursor_arg, int_arg, json_body, parse
 from api.services import Services, services, tenant
 from bigmodel.errors import InvalidRequest, NotFound, ServiceUnavailable
-from bigmodel.jobs.jobtypes import route, validate_params
+from bigmodel.jobs.jobtypes import gpu_queue, route, validate_params
 from bigmodel.jobs.presence import priority_to_broker
 from bigmodel.jobs.states import JobState
 from bigmodel.schemas import JobSubmission
@@ -48,7 +48,7 @@ def submit_job(s: Services, tenant_name: str, body: dict[str, Any],
     submission = parse(JobSubmission, body)
     params = validate_params(submission.type, submission.params)
     gpus = submission.resources.gpu
-    gpu_online = s.presence.serves("gpu") if gpus else False
+    gpu_online = s.presence.serves(gpu_queue(gpus)) if gpus else False
     where = route(submission.type, gpus, gpu_fallback=s.settings.gpu_fallback,
                   gpu_workers_online=gpu_online)
     record, created = s.jobs.create(

@@ -40,7 +40,7 @@ class Services:
 def build(settings: Settings, celery: Any = None) -> Services:
     """Connect to Redis and the store; the Celery app is only for publishing."""
     client = redis_client(settings, retry_on_timeout=False)
-    store = Store(settings.store_url)
+    store = Store.from_settings(settings)
     if celery is None:
         from workers.celery_app import make_celery
 

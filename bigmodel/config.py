@@ -96,6 +96,12 @@ class Settings:
     redis_tls_cert: str | None = None
     redis_tls_key: str | None = None
     request_timeout: float = 30.0
+    # S3-compatible stores (MinIO...): the endpoint from AWS_ENDPOINT_URL(_S3); keys stay in botocore's chain.
+    s3_endpoint_url: str | None = None
+    cache_dir: str = "./var/cache"  # this machine's cache of models and datasets
+    cache_bytes: int = 10 * 2**30  # 0 turns the cache off
+    gpus_per_process: int = 1
+    mixed_precision: str = "auto"  # "auto": float16 compute on GPUs of compute capability >= 7.0; "off"
 
     @property
     def visibility_timeout(self) -> int:
@@ -111,6 +117,13 @@ class Settings:
     def auth_enabled(self) -> bool:
         """True when tokens are configured; otherwise everything is the 'default' tenant."""
         return bool(self.tokens)
+
+    @property
+    def store_options(self) -> dict[str, Any]:
+        """fsspec options for the store URL: the S3 endpoint when one is set (credentials never pass here)."""
+        if self.s3_endpoint_url and self.store_url.startswith(("s3://", "s3a://")):
+            return {"endpoint_url": self.s3_endpoint_url}
+        return {}
 
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests, CLI flags)."""
@@ -143,6 +156,12 @@ class Settings:
         hard = _int(env, "BIGMODEL_TASK_TIME_LIMIT", soft + 300)
         if hard <= soft:
             raise ConfigError("BIGMODEL_TASK_TIME_LIMIT must be longer than the soft limit")
+        per_process = _int(env, "BIGMODEL_GPUS_PER_PROCESS", 1)
+        if per_process < 1:
+            raise ConfigError("BIGMODEL_GPUS_PER_PROCESS must be at least 1")
+        mixed = env.get("BIGMODEL_MIXED_PRECISION") or "auto"
+        if mixed not in ("auto", "off"):
+            raise ConfigError("BIGMODEL_MIXED_PRECISION must be 'auto' or 'off'")
         return cls(
             redis_url=env.get("BIGMODEL_REDIS_URL") or DEFAULT_REDIS_URL,
             store_url=env.get("BIGMODEL_STORE_URL") or "./var/store",
@@ -160,4 +179,9 @@ class Settings:
             redis_tls_ca=env.get("BIGMODEL_REDIS_TLS_CA") or None,
             redis_tls_cert=env.get("BIGMODEL_REDIS_TLS_CERT") or None,
             redis_tls_key=env.get("BIGMODEL_REDIS_TLS_KEY") or None,
+            s3_endpoint_url=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            cache_dir=env.get("BIGMODEL_CACHE_DIR") or "./var/cache",
+            cache_bytes=_int(env, "BIGMODEL_CACHE_BYTES", 10 * 2**30),
+            gpus_per_process=per_process,
+            mixed_precision=mixed,
         )

@@ -1,13 +1,21 @@
-"""The shared store on fsspec: a local folder by default, any fsspec URL for many machines."""
+"""The shared store on fsspec: a local folder by default, an S3 bucket (or any fsspec URL) for many machines.
+
+Both backends keep the same promises: a reader sees an old file or the whole new one, never part of
+one; a failed write leaves nothing behind; paths are checked segment by segment; a "folder" is
+anything with a file below it (on S3 it is only a key prefix), so `exists` and `listdir` agree.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -15,19 +23,68 @@ from fsspec.implementations.local import LocalFileSystem
 from bigmodel.errors import StoreError
 from bigmodel.names import check_name, check_segment
 
+if TYPE_CHECKING:
+    from bigmodel.config import Settings
+
+TMP_PREFIX = ".tmp-"  # local in-flight writes; never listed
+STREAM_BLOCK_BYTES = 16 * 2**20  # multipart part size for streamed S3 writes (S3's minimum is 5 MiB)
+
+
+def _error_code(exc: BaseException | None) -> str | None:
+    response = getattr(exc, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+def _reason(exc: BaseException) -> str:
+    """Why an operation failed, in words that carry no credentials or request details.
+
+    The server's own message is left out on purpose: S3 error bodies can echo the access key id or the
+    string that was signed.
+    """
+    code = _error_code(exc) or _error_code(exc.__cause__)
+    text = type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno in errno.errorcode:
+        text += f" ({os.strerror(exc.errno)})"
+    return text + (f" [{code}]" if code else "")
+
+
+def _has_file(folder: str) -> bool:
+    """Whether a local folder has a (finished) file anywhere below it; stops at the first one."""
+    stack = [folder]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif not entry.name.startswith(TMP_PREFIX):
+                return True
+    return False
+
 
 class Store:
     """A root in an fsspec filesystem, with atomic writes and checked relative paths."""
 
-    def __init__(self, url: str, prefix: str = "") -> None:
+    def __init__(self, url: str, prefix: str = "", options: dict[str, Any] | None = None) -> None:
         self.url = url
-        fs, root = fsspec.core.url_to_fs(url)
+        options = dict(options or {})
+        if url.startswith(("s3://", "s3a://")):
+            # Other machines write too: every listing asks the bucket, never a cached answer.
+            options.setdefault("use_listings_cache", False)
+        fs, root = fsspec.core.url_to_fs(url, **options)
         self.fs = fs
         self._is_local = isinstance(fs, LocalFileSystem)
         if self._is_local:
             root = os.path.abspath(root)
         self.root = root.rstrip("/")
         self.prefix = prefix.strip("/")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Store:
+        """The store the settings name, with the S3 endpoint they carry (credentials: botocore's chain)."""
+        return cls(settings.store_url, options=settings.store_options)
 
     def tenant(self, tenant: str) -> Store:
         """The view of one tenant: everything below tenants/<tenant>/."""
@@ -38,7 +95,8 @@ class Store:
         return child
 
     def path(self, *segments: str) -> str:
-        """The full filesystem path of a relative path made of checked segments."""
+        """The full filesystem path of a relative path made of checked segments ("" is the root)."""
+        segments = tuple(seg for seg in segments if seg != "")
         for seg in segments:
             for part in seg.split("/"):
                 check_segment(part, "path segment")
@@ -58,31 +116,72 @@ class Store:
 
     def write_bytes(self, rel: str, data: bytes) -> int:
         """Write a file atomically: readers see the old file or the whole new one, never half."""
-        full = self.path(rel)
-        parent = full.rsplit("/", 1)[0]
-        try:
-            if self._is_local:
-                os.makedirs(parent, exist_ok=True)
-                tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-                with open(tmp, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, full)
-            else:
-                # Object stores make a single put visible all at once.
-                self.fs.pipe_file(full, data)
-        except OSError as exc:
-            raise StoreError(f"the store could not write {rel}: {exc.strerror or exc}") from None
+        with self.writer(rel) as fh:
+            fh.write(data)
         return len(data)
 
     def write_json(self, rel: str, value: Any) -> int:
         """Write a JSON document atomically."""
         return self.write_bytes(rel, json.dumps(value, indent=2, sort_keys=True, default=str).encode())
 
+    @contextlib.contextmanager
+    def writer(self, rel: str) -> Iterator[IO[bytes]]:
+        """A binary file to stream into; it appears whole when the block ends, and not at all if it raises.
+
+        Local: a temporary file beside the target, renamed over it. S3: one PUT for a small file, a
+        multipart upload that S3 publishes only on completion for a large one, aborted on failure.
+        """
+        full = self.path(rel)
+        try:
+            if self._is_local:
+                fh, commit, discard = self._local_writer(full)
+            else:
+                fh = self.fs.open(full, "wb", block_size=STREAM_BLOCK_BYTES)
+                commit, discard = fh.close, lambda: self._discard_remote(fh)
+        except Exception as exc:
+            raise StoreError(f"the store could not write {rel}: {_reason(exc)}") from None
+        try:
+            yield fh
+        except BaseException:
+            discard()
+            raise
+        try:
+            commit()
+        except Exception as exc:
+            discard()
+            raise StoreError(f"the store could not write {rel}: {_reason(exc)}") from None
+
+    def _local_writer(self, full: str) -> tuple[IO[bytes], Any, Any]:
+        parent = full.rsplit("/", 1)[0]
+        os.makedirs(parent, exist_ok=True)
+        tmp = f"{parent}/{TMP_PREFIX}{uuid.uuid4().hex}"
+        fh = open(tmp, "wb")  # noqa: SIM115 - closed by commit or discard
+
+        def commit() -> None:
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+            os.replace(tmp, full)
+
+        def discard() -> None:
+            fh.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+        return fh, commit, discard
+
+    @staticmethod
+    def _discard_remote(fh: Any) -> None:
+        # Abort the multipart upload (if one started) and close without the final flush that would publish.
+        with contextlib.suppress(Exception):
+            fh.discard()
+        fh.closed = True
+
     def put_file(self, rel: str, local: str | Path) -> int:
-        """Copy a local file into the store atomically."""
-        return self.write_bytes(rel, Path(local).read_bytes())
+        """Copy a local file into the store atomically, streaming it (large files never sit in memory)."""
+        with open(local, "rb") as src, self.writer(rel) as dst:
+            shutil.copyfileobj(src, dst, STREAM_BLOCK_BYTES)
+        return os.path.getsize(local)
 
     def put_tree(self, rel: str, local_dir: str | Path) -> list[tuple[str, int]]:
         """Copy a local directory tree into the store, file by file; returns (relative path, size)."""
@@ -100,46 +199,97 @@ class Store:
         return Path(local_dir)
 
     def read_bytes(self, rel: str) -> bytes:
-        """The bytes of a file; NotFound-like FileNotFoundError when absent."""
-        with self.fs.open(self.path(rel), "rb") as fh:
-            return fh.read()
+        """The bytes of a file, from one version of it; FileNotFoundError when absent."""
+        if self._is_local:
+            with self.open(rel) as fh:
+                return fh.read()  # type: ignore[no-any-return]
+        # One GET: a streamed read (HEAD, then ranges pinned to the ETag) fails if a writer replaces it.
+        return self._guard("read", rel, self._cat)  # type: ignore[no-any-return]
+
+    def _cat(self, full: str) -> bytes:
+        try:
+            return self.fs.cat_file(full)  # type: ignore[no-any-return]
+        except (FileNotFoundError, IsADirectoryError):
+            raise FileNotFoundError(errno.ENOENT, "no such file in the store", full) from None
 
     def read_json(self, rel: str) -> Any:
         """Parse a JSON file of the store."""
         return json.loads(self.read_bytes(rel))
 
     def open(self, rel: str, mode: str = "rb") -> Any:
-        """Open a file for reading (streaming downloads)."""
-        return self.fs.open(self.path(rel), mode)
+        """Open a file for reading (streaming downloads); FileNotFoundError when absent."""
+        if mode != "rb":
+            raise ValueError("the store opens files for reading only; write with writer()")
+        full = self.path(rel)
+        try:
+            return self.fs.open(full, "rb")
+        except (FileNotFoundError, IsADirectoryError):
+            raise FileNotFoundError(errno.ENOENT, "no such file in the store", rel) from None
+        except Exception as exc:
+            raise StoreError(f"the store could not read {rel}: {_reason(exc)}") from None
 
     def exists(self, rel: str) -> bool:
-        """Whether a file or folder exists."""
-        return bool(self.fs.exists(self.path(rel)))
+        """Whether a file exists, or a folder with a file below it (what a key prefix means on S3)."""
+        if self._is_local:
+            full = self.path(rel)
+            return os.path.isfile(full) or _has_file(full)
+        return self._guard("read", rel, lambda full: bool(self.fs.exists(full)))
 
     def size(self, rel: str) -> int:
         """A file's size in bytes."""
-        return int(self.fs.size(self.path(rel)))
+        return self._guard("read", rel, lambda full: int(self.fs.size(full)))
 
     def listdir(self, rel: str) -> list[str]:
-        """Names directly below a folder (empty when it does not exist)."""
-        full = self.path(rel)
-        if not self.fs.exists(full):
+        """Names directly below a folder (empty when it does not exist or is a file)."""
+        if self._is_local:
+            return self._local_listdir(self.path(rel))
+
+        def names(full: str) -> list[str]:
+            try:
+                entries = self.fs.ls(full, detail=True)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            return sorted({e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries
+                           if e["name"].rstrip("/") != full} - {""})
+
+        return self._guard("list", rel, names)
+
+    @staticmethod
+    def _local_listdir(full: str) -> list[str]:
+        # As on S3: in-flight temporary files and folders with no file below them do not show.
+        try:
+            entries = list(os.scandir(full))
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(full, detail=False))
+        return sorted(e.name for e in entries if not e.name.startswith(TMP_PREFIX)
+                      and (not e.is_dir() or _has_file(e.path)))
 
     def walk_files(self, rel: str) -> Iterator[str]:
         """Every file below a folder, as paths relative to that folder."""
         full = self.path(rel)
-        if not self.fs.exists(full):
-            return
-        for path in sorted(self.fs.find(full)):
-            yield path[len(full) + 1 :]
+        found = self._guard("list", rel, lambda f: [] if not self.fs.isdir(f) else self.fs.find(f))
+        for path in sorted(found):
+            sub = path[len(full) + 1 :]
+            if not sub.rsplit("/", 1)[-1].startswith(TMP_PREFIX):
+                yield sub
 
     def delete(self, rel: str) -> None:
         """Remove a file or folder if it exists."""
+
+        def rm(full: str) -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(full, recursive=True)
+
+        self._guard("delete", rel, rm)
+
+    def _guard(self, action: str, rel: str, call: Any) -> Any:
         full = self.path(rel)
-        if self.fs.exists(full):
-            self.fs.rm(full, recursive=True)
+        try:
+            return call(full)
+        except (StoreError, FileNotFoundError):
+            raise
+        except Exception as exc:
+            raise StoreError(f"the store could not {action} {rel}: {_reason(exc)}") from None
 
     def check_writable(self) -> None:
         """Write and remove a probe file; raises ServiceUnavailable when the store is read-only or gone."""

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from bigmodel.config import Settings
+from bigmodel.jobs.jobtypes import gpu_queue
 
 NO_GPU_EXIT = 2
 
@@ -39,15 +40,22 @@ def cpu_plan(concurrency: int | None, name: str | None, queues: tuple[str, ...] 
                       {}, autoscale)
 
 
-def gpu_plan(devices: tuple[str, ...], name: str | None,
-             queues: tuple[str, ...] | None) -> list[WorkerPlan]:
-    """The GPU pool: one single-process worker per device, pinned with CUDA_VISIBLE_DEVICES."""
+def gpu_plan(devices: tuple[str, ...], name: str | None, queues: tuple[str, ...] | None,
+             per_process: int = 1) -> list[WorkerPlan]:
+    """The GPU pool: one single-process worker per `per_process` devices, pinned with CUDA_VISIBLE_DEVICES.
+
+    Each process takes the queue for its device count (`gpu`, `gpu2`...) and is named for its devices
+    (gpu0@host, gpu2-3@host); devices left over when the count does not divide make a smaller process
+    that serves its own size.
+    """
     base = (name or "gpu").split("@")[0]
+    groups = [devices[i:i + per_process] for i in range(0, len(devices), per_process)]
     return [
-        WorkerPlan(node_name(f"{base}{i}", base), queues or ("gpu",), 1,
-                   {"CUDA_VISIBLE_DEVICES": dev, "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-                    "BIGMODEL_GPU_DEVICE": dev})
-        for i, dev in enumerate(devices)
+        WorkerPlan(node_name(f"{base}{'-'.join(group)}", base), queues or (gpu_queue(len(group)),), 1,
+                   {"CUDA_VISIBLE_DEVICES": ",".join(group), "BIGMODEL_GPU_DEVICE": ",".join(group),
+                    # Grow GPU memory on demand (TF) and do not grab it all up front (JAX).
+                    "TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
+        for group in groups
     ]
 
 
@@ -81,8 +89,8 @@ def run_worker(plan: WorkerPlan, pool: str, settings: Settings, loglevel: str = 
     app = make_celery(settings)
     app.conf.update(bigmodel_pool=pool, bigmodel_worker_queues=list(plan.queues),
                     bigmodel_concurrency=plan.concurrency,
-                    bigmodel_gpus=[plan.env["CUDA_VISIBLE_DEVICES"]] if "CUDA_VISIBLE_DEVICES" in plan.env
-                    else [])
+                    bigmodel_gpus=plan.env["CUDA_VISIBLE_DEVICES"].split(",")
+                    if "CUDA_VISIBLE_DEVICES" in plan.env else [])
     app.worker_main(argv=celery_argv(plan, loglevel))
 
 

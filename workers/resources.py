@@ -28,7 +28,7 @@ class Handles:
 def connect(settings: Settings) -> Handles:
     """Open the Redis client and the store for these settings."""
     client = redis_client(settings, timeout=10)
-    store = Store(settings.store_url)
+    store = Store.from_settings(settings)
     jobs = Jobs(client, store, job_ttl=settings.job_ttl_seconds, event_limit=settings.event_limit)
     return Handles(settings, client, store, jobs, Presence(client))
 

@@ -105,9 +105,11 @@ def api(host: str, port: int, http_workers: int, threads: int) -> None:
 @click.option("--name", default=None, help="node name (default: cpu@host / gpuN@host)")
 @click.option("--queues", default=None, help="comma-separated queues (default: the pool's)")
 @click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--gpus-per-process", type=click.IntRange(min=1), default=None,
+              help="GPUs each gpu-pool process gets (default: BIGMODEL_GPUS_PER_PROCESS or 1)")
 @click.option("--device", default=None, hidden=True)
 def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str | None,
-           queues: str | None, loglevel: str, device: str | None) -> None:
+           queues: str | None, loglevel: str, gpus_per_process: int | None, device: str | None) -> None:
     """Run a worker pool: prefork on CPU, or one pinned process per GPU."""
     from workers.pools import (
         NO_GPU_EXIT,
@@ -124,20 +126,21 @@ def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str 
     if pool == "cpu":
         run_worker(cpu_plan(concurrency, name, qs, autoscale), "cpu", settings, loglevel)
         return
-    devices = (device,) if device is not None else detect_gpus(settings)
+    devices = tuple(device.split(",")) if device is not None else detect_gpus(settings)
     if not devices:
         click.echo("no GPU found (TensorFlow sees none and BIGMODEL_GPUS is unset): not starting a gpu pool",
                    err=True)
         sys.exit(NO_GPU_EXIT)
-    plans = gpu_plan(devices, name, qs)
-    if device is not None:
-        run_worker(replace(plans[0], name=node_name(name, "gpu0")), "gpu", settings, loglevel)
+    if device is not None:  # one child of the pool, given its devices
+        plan = gpu_plan(devices, name, qs, per_process=len(devices))[0]
+        run_worker(replace(plan, name=node_name(name, "gpu0")), "gpu", settings, loglevel)
         return
+    plans = gpu_plan(devices, name, qs, gpus_per_process or settings.gpus_per_process)
     me = [sys.executable, "-m", "bigmodel.cli", "worker", "--pool", "gpu", "--loglevel", loglevel]
     commands = []
-    for i, plan in enumerate(plans):
-        argv = [*me, "--device", devices[i], "--name", plan.name] + (["--queues", queues] if queues else [])
-        commands.append((argv, plan.env))
+    for plan in plans:
+        argv = [*me, "--device", plan.env["CUDA_VISIBLE_DEVICES"], "--name", plan.name]
+        commands.append((argv + (["--queues", queues] if queues else []), plan.env))
     sys.exit(supervise(commands))
 
 

@@ -80,12 +80,27 @@ class Route:
     waiting: str | None = None
 
 
+def gpu_queue(gpus: int) -> str:
+    """The queue of jobs that need `gpus` GPUs in one process: `gpu`, then `gpu2`, `gpu4`...
+
+    A GPU worker process with N devices consumes exactly the queue for N, so a job gets the devices it
+    asked for (its batch split and strategy are what the user planned) and never waits behind a smaller
+    job on a process too small for it.
+    """
+    return "gpu" if gpus <= 1 else f"gpu{gpus}"
+
+
 def route(type_name: str, gpus: int, *, gpu_fallback: str | None, gpu_workers_online: bool) -> Route:
-    """Pick the queue from the table and the resources asked; a GPU job waits when no GPU worker is up."""
+    """Pick the queue from the table and the resources asked; a GPU job waits when no GPU worker is up.
+
+    `gpu_workers_online` says whether a worker consumes `gpu_queue(gpus)`.
+    """
     if gpus > 0:
+        queue = gpu_queue(gpus)
         if gpu_fallback == "cpu" and not gpu_workers_online:
             return Route("cpu")
         if not gpu_workers_online:
-            return Route("gpu", waiting="no gpu worker is online; the job waits until one starts")
-        return Route("gpu")
+            return Route(queue, waiting=f"no worker with {gpus} GPU(s) per process is online; "
+                                        "the job waits until one starts")
+        return Route(queue)
     return Route(JOB_TYPES[type_name].queue)

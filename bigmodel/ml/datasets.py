@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 import redis
 
+from bigmodel.cache import Cache
 from bigmodel.clock import now_iso
 from bigmodel.errors import DataError, NotFound, PayloadTooLarge
 from bigmodel.ml import data
@@ -41,8 +42,10 @@ def frame_to_parquet(frame: pd.DataFrame) -> bytes:
 class Datasets:
     """A tenant's datasets: records in the store, an index in Redis for listing newest first."""
 
-    def __init__(self, client: redis.Redis, store: Store, tenant: str, prefix: str = "bm") -> None:
+    def __init__(self, client: redis.Redis, store: Store, tenant: str, prefix: str = "bm",
+                 cache: Cache | None = None) -> None:
         self.r = client
+        self.cache = cache  # this machine's cache (workers); None reads the store directly
         self.tenant = tenant
         self.store = store.tenant(tenant)
         self.index = f"{prefix}:t:{tenant}:datasets"
@@ -105,8 +108,15 @@ class Datasets:
     def frame(self, dataset_id: str, split: str | None = None) -> pd.DataFrame:
         """Load a dataset's rows (one split of a processed one, if asked)."""
         record = self.get(dataset_id)
-        with self.store.open(f"datasets/{dataset_id}/data.parquet") as fh:
-            frame = pd.read_parquet(fh, engine="pyarrow")
+        rel = f"datasets/{dataset_id}/data.parquet"
+        if self.cache is not None:
+            # A processed record's sha256 is its Parquet's; a raw one's is the upload's, fixed for life.
+            with self.cache.hold(self.store, rel, record["sha256"],
+                                 verify=record["kind"] == "processed") as path:
+                frame = pd.read_parquet(path, engine="pyarrow")
+        else:
+            with self.store.open(rel) as fh:
+                frame = pd.read_parquet(fh, engine="pyarrow")
         if record["kind"] == "processed" and split is not None:
             if split not in record["splits"]:
                 have = sorted(record["splits"])

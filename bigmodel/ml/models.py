@@ -89,14 +89,15 @@ def build_model(
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
 
+    # The output stays float32 under mixed precision: float16 softmax/sigmoid/MSE lose too much.
     if task == "binary":
-        outputs = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="output", dtype="float32")(x)
         loss, metrics = "binary_crossentropy", ["accuracy"]
     elif task == "multiclass":
-        outputs = keras.layers.Dense(n_classes, activation="softmax", name="output")(x)
+        outputs = keras.layers.Dense(n_classes, activation="softmax", name="output", dtype="float32")(x)
         loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
     else:
-        outputs = keras.layers.Dense(1, name="output")(x)
+        outputs = keras.layers.Dense(1, name="output", dtype="float32")(x)
         loss, metrics = "mse", ["mae"]
 
     model = keras.Model(inputs, outputs, name="core")

@@ -6,6 +6,7 @@ import json
 import tempfile
 from typing import Any
 
+from bigmodel.cache import sha256_file
 from bigmodel.jobs.context import JobContext
 from bigmodel.ml import data
 from bigmodel.runners.common import datasets, processed, registry
@@ -13,7 +14,7 @@ from bigmodel.runners.common import datasets, processed, registry
 
 def train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """Train from params (with `dataset` a processed dataset id)."""
-    from bigmodel.ml import models, training
+    from bigmodel.ml import devices, models, training
     from bigmodel.ml.metrics import evaluate_model
 
     record = processed(ctx, params["dataset"])
@@ -25,8 +26,10 @@ def train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         val = data.split_xy(ds.frame(record["id"], "validation"), transform)
     spec = {**params["model"], "task": transform["task"]}
     classes = transform.get("label_classes")
-    core = models.build_model(spec, len(transform["features"]), len(classes) if classes else None,
-                              params["optimizer"], params["learning_rate"], params["seed"])
+    with devices.training_scope(ctx.settings.mixed_precision) as placement:  # GPUs, strategy, precision
+        core = models.build_model(spec, len(transform["features"]), len(classes) if classes else None,
+                                  params["optimizer"], params["learning_rate"], params["seed"])
+    ctx.log(placement.describe())
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
         ctx.progress("epoch", epoch, total, metrics=logs)
@@ -43,11 +46,13 @@ def train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     folder = reg.version_dir(name, version)
     with tempfile.TemporaryDirectory() as tmp:
         models.save_model(models.serving_model(result.core, transform), tmp)
+        model_sha256 = sha256_file(f"{tmp}/{models.MODEL_FILE}")  # the machine caches' key
         ctx.store.put_tree(folder, tmp)
     ctx.store.write_bytes(f"{folder}/history.json", json.dumps(result.history).encode())
     reg.register(name, version, {"metrics": metrics, "params": params, "dataset": record["id"],
                                  "job": ctx.job_id, "features": transform["columns"],
-                                 "task": transform["task"], "transform": transform})
+                                 "task": transform["task"], "transform": transform,
+                                 "model_sha256": model_sha256})
     return {"model": name, "version": version, "metrics": metrics, "history": result.history,
             "epochs_run": result.epochs_run}
 

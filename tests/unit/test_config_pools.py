@@ -29,8 +29,16 @@ def test_gpu_pool_is_one_pinned_process_per_device() -> None:
     plans = gpu_plan(("0", "3"), None, None)
     assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plans] == ["0", "3"]
     assert all(p.concurrency == 1 and p.queues == ("gpu",) for p in plans)
-    assert plans[0].name.startswith("gpu0@") and plans[1].name.startswith("gpu1@")
+    assert plans[0].name.startswith("gpu0@") and plans[1].name.startswith("gpu3@")
     assert gpu_plan((), None, None) == []
+
+
+def test_gpus_per_process_groups_devices_and_picks_the_queue_for_the_size() -> None:
+    plans = gpu_plan(("0", "1", "2", "3", "4"), None, None, per_process=2)
+    assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plans] == ["0,1", "2,3", "4"]
+    assert [p.queues for p in plans] == [("gpu2",), ("gpu2",), ("gpu",)]
+    assert plans[1].name.startswith("gpu2-3@") and all(p.concurrency == 1 for p in plans)
+    assert all(p.env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" for p in plans)
 
 
 def test_cpu_pool_argv_prefork_and_autoscale() -> None:
