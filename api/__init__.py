@@ -19,7 +19,7 @@ def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1024 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
     s = services.build(settings, celery)
-    s.metrics = health.Metrics(s.redis)  # type: ignore[attr-defined]
+    s.metrics = health.Metrics(s)  # type: ignore[attr-defined]
     app.extensions["bigmodel"] = s
     errors.register(app)
     auth.register(app, settings)
@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask
 
     @app.after_request
     def _count(response: Response) -> Response:
-        s.metrics.requests.labels(request.method, str(response.status_code)).inc()  # type: ignore[attr-defined]
+        s.metrics.request(request.method, response.status_code)  # type: ignore[attr-defined]
         return response
 
     return app

@@ -16,6 +16,13 @@ from bigmodel.errors import StoreError
 from bigmodel.names import check_name, check_segment
 
 
+class WriteTally:
+    """Bytes written through a Store and all its views (a job's usage reads the difference)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
 class Store:
     """A root in an fsspec filesystem, with atomic writes and checked relative paths."""
 
@@ -28,12 +35,19 @@ class Store:
             root = os.path.abspath(root)
         self.root = root.rstrip("/")
         self.prefix = prefix.strip("/")
+        self.tally = WriteTally()
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes written through this store and its views since it was made."""
+        return self.tally.bytes
 
     def tenant(self, tenant: str) -> Store:
         """The view of one tenant: everything below tenants/<tenant>/."""
         check_name(tenant, "tenant")
         child = Store.__new__(Store)
         child.url, child.fs, child._is_local, child.root = self.url, self.fs, self._is_local, self.root
+        child.tally = self.tally
         child.prefix = "/".join(p for p in (self.prefix, "tenants", tenant) if p)
         return child
 
@@ -74,6 +88,7 @@ class Store:
                 self.fs.pipe_file(full, data)
         except OSError as exc:
             raise StoreError(f"the store could not write {rel}: {exc.strerror or exc}") from None
+        self.tally.bytes += len(data)
         return len(data)
 
     def write_json(self, rel: str, value: Any) -> int:
