@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 
 from bigmodel.config import Settings
 
 
 def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask:
     """Build the API for these settings (read from the environment when not given)."""
-    from api import auth, datasets, errors, health, jobs, models, openapi, services
+    from api import auth, dashboard, datasets, errors, health, jobs, models, openapi, services
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -23,12 +23,8 @@ def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask
     app.extensions["bigmodel"] = s
     errors.register(app)
     auth.register(app, settings)
-    for bp in (health.bp, datasets.bp, jobs.bp, models.bp, openapi.bp):
+    for bp in (health.bp, datasets.bp, jobs.bp, models.bp, openapi.bp, dashboard.bp):
         app.register_blueprint(bp)
-
-    @app.get("/")
-    def index() -> Any:
-        return jsonify(name="bigmodel", docs="/openapi.json", health="/healthz", ready="/readyz")
 
     @app.after_request
     def _count(response: Response) -> Response:

@@ -11,6 +11,7 @@ from bigmodel.errors import Unauthorized
 
 DEFAULT_TENANT = "default"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/"})
+PUBLIC_PREFIXES = ("/v2/health", "/ui/")  # the dashboard's static files carry no data
 
 
 def tenant_for(settings: Settings, header: str | None) -> str:
@@ -31,7 +32,7 @@ def register(app: Flask, settings: Settings) -> None:
 
     @app.before_request
     def _authenticate() -> None:
-        if request.path in PUBLIC_PATHS or request.path.startswith("/v2/health"):
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
             g.tenant = None
             return
         g.tenant = tenant_for(settings, request.headers.get("Authorization"))

@@ -51,8 +51,9 @@ def _outcome(job_type: str, result: dict[str, Any]) -> str:
             parts.append(f"{len(result['predictions'])} predictions in the result")
         if result.get("artifact"):
             parts.append(f"{result['artifact']} ({result.get('rows')} rows)")
-        if result.get("rows_per_second"):
-            parts.append(f"{result['rows_per_second']:,.0f} rows/s")
+        speed = result.get("rows_per_second") or (result.get("metrics") or {}).get("rows_per_second")
+        if speed:
+            parts.append(f"{speed:,.0f} rows/s")
         return ", ".join(p for p in parts if p)
     if job_type == "ping":
         return f"answered by {result.get('worker')}"
