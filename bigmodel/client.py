@@ -281,7 +281,8 @@ class Client:
         """A job's events as they happen (Server-Sent Events) until it ends; keepalives as such."""
         response = self._send("GET", f"/v1/jobs/{job_id}/events", True, stream=True, timeout=(5, 60))
         with response:
-            for line in response.iter_lines(decode_unicode=True):
+            for raw in response.iter_lines(decode_unicode=True):
+                line = raw if isinstance(raw, str) else raw.decode()
                 if line.startswith("data: "):
                     event = json.loads(line[len("data: "):])
                     if event:

@@ -20,15 +20,16 @@ def wait_for(jobs: Jobs, job_id: str, tenant: str, seconds: float) -> dict[str, 
     key = jobs.events_key(job_id)
     # The newest event id is read before the record: an event that lands between the two reads is
     # then seen by the first XREAD (one extra read), never lost.
-    newest = jobs.r.xrevrange(key, count=1)
-    after = newest[0][0] if newest else "0-0"
+    newest: Any = jobs.r.xrevrange(key, count=1)
+    after: Any = newest[0][0] if newest else "0-0"
     record = jobs.get(job_id, tenant)
     deadline = time.monotonic() + min(seconds, MAX_WAIT_SECONDS)
     while record["state"] not in FINISHED:
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        answer = jobs.r.xread({key: after}, count=100, block=max(1, int(min(left, SLICE_SECONDS) * 1000)))
+        block_ms = max(1, int(min(left, SLICE_SECONDS) * 1000))
+        answer: Any = jobs.r.xread({key: after}, count=100, block=block_ms)
         if answer:
             after = answer[0][1][-1][0]
             record = jobs.get(job_id, tenant)

@@ -57,13 +57,13 @@ def _in_line(queue: str, position: int | None, online: int) -> dict[str, Any]:
     return waiting(Reason.QUEUE_POSITION, text, position=position, workers_online=online)
 
 
-def explain(records: Iterable[dict[str, Any]], workers: RecentWorkers,
+def explain(records: Iterable[dict[str, Any]], recent: RecentWorkers,
             queues: Queues) -> dict[str, dict[str, Any]]:
     """The `waiting` of each queued job among `records`, by job id (one Redis call per queue)."""
     queued = [r for r in records if r.get("state") == "queued"]
     if not queued:
         return {}
-    workers = workers()
+    workers = recent()
     online = {q: sum(q in w.get("queues", []) for w in workers) for q in {r["queue"] for r in queued}}
     out: dict[str, dict[str, Any]] = {}
     in_line: dict[str, list[str]] = {}

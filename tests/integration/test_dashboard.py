@@ -92,7 +92,8 @@ def test_a_finished_training_job_draws_one_point_per_epoch(stack, browser: Brows
     epochs = 8
     job = submit(stack.url, {"type": "pipeline", "params": {
         "dataset": dataset, "preprocess": {"label": "label"},
-        "train": {"model": {"name": "curves", "hidden": [8]}, "epochs": epochs, "learning_rate": 0.02}}}).json()["id"]
+        "train": {"model": {"name": "curves", "hidden": [8]}, "epochs": epochs, "learning_rate": 0.02},
+    }}).json()["id"]
     assert wait_for(stack.url, job, timeout=240)["state"] == "succeeded"
     browser.page.goto(f"{stack.url}/#/jobs/{job}", wait_until="domcontentloaded")
     for chart, series in (("loss", "loss"), ("loss", "val_loss"), ("accuracy", "accuracy"),
