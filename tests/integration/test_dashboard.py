@@ -151,3 +151,17 @@ def test_a_token_entered_once_serves_the_session_and_waiting_jobs_say_why(api_wi
     browser.shot("waiting")
     browser.check_clean(url)
     requests.post(f"{url}/v1/jobs/{job}/cancel", headers={"Authorization": "Bearer s3cret"}, timeout=10)
+
+
+def test_the_index_answers_json_to_api_clients_and_the_dashboard_to_browsers(stack) -> None:
+    for accept in (None, "*/*", "application/json"):
+        r = requests.get(stack.url + "/", headers={"Accept": accept} if accept else {}, timeout=10)
+        assert r.headers["Content-Type"].startswith("application/json"), accept
+        assert r.json()["docs"] == "/openapi.json" and r.json()["auth"] == "none"
+    page = requests.get(stack.url + "/", headers={"Accept": "text/html,*/*;q=0.8"}, timeout=10)
+    assert page.headers["Content-Type"].startswith("text/html") and "/ui/app.js" in page.text
+    csp = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "http" not in csp
+    assert requests.get(stack.url + "/ui/app.js", timeout=10).status_code == 200
+    for sneaky in ("/ui/../jobs.py", "/ui/%2e%2e/jobs.py", "/ui/nothing.js"):
+        assert requests.get(stack.url + sneaky, timeout=10).status_code == 404, sneaky
