@@ -44,6 +44,12 @@ class RecentWorkers:
         return workers
 
 
+def no_gpu_worker() -> dict[str, Any]:
+    """Why a job that asks for a GPU waits when no GPU worker is online."""
+    return waiting(Reason.GPU_UNAVAILABLE, "no GPU worker is online; the job starts when one joins "
+                   "(`bigmodel worker --pool gpu`), or set BIGMODEL_GPU_FALLBACK=cpu to run such jobs on CPU")
+
+
 def _in_line(queue: str, position: int | None, online: int) -> dict[str, Any]:
     workers = f"{online} worker{'s' if online != 1 else ''} online"
     if position is None:
@@ -72,9 +78,7 @@ def explain(records: Iterable[dict[str, Any]], recent: RecentWorkers,
         if isinstance(kept, dict) and kept.get("reason") == Reason.TENANT_QUOTA.value:
             out[r["id"]] = kept  # a cause decided elsewhere: shown as it was recorded
         elif online[r["queue"]] == 0 and (r.get("resources") or {}).get("gpu"):
-            out[r["id"]] = waiting(
-                Reason.GPU_UNAVAILABLE, "no GPU worker is online; the job starts when one joins "
-                "(`bigmodel worker --pool gpu`), or set BIGMODEL_GPU_FALLBACK=cpu to run such jobs on CPU")
+            out[r["id"]] = no_gpu_worker()
         elif online[r["queue"]] == 0:
             out[r["id"]] = waiting(
                 Reason.NO_WORKER, f"no worker is online for the {r['queue']} queue; the job starts when "

@@ -37,3 +37,20 @@ def test_cpu_and_wall_time() -> None:
     used = meter.stop()
     assert used["cpu_seconds"] >= 0.2 and used["wall_seconds"] >= used["cpu_seconds"] * 0.5
     assert rate(1000, 0.5) == 2000.0 and rate(10, 0) == 0.0
+
+
+def test_gpu_peak_is_read_only_where_tensorflow_already_runs_on_a_gpu(tmp_path: Path, monkeypatch) -> None:
+    import sys
+    import types
+
+    store = Store(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    assert "peak_gpu_bytes" not in Meter(store).stop()  # measuring never imports TensorFlow
+    resets: list[str] = []
+    experimental = types.SimpleNamespace(reset_memory_stats=resets.append,
+                                         get_memory_info=lambda device: {"current": 5, "peak": 3 * MB})
+    config = types.SimpleNamespace(list_logical_devices=lambda kind: ["GPU:0"], experimental=experimental)
+    monkeypatch.setitem(sys.modules, "tensorflow", types.SimpleNamespace(config=config))
+    meter = Meter(store)
+    assert resets == ["GPU:0"]  # the peak is the job's own
+    assert meter.stop()["peak_gpu_bytes"] == 3 * MB
