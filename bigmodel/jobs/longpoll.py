@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bigmodel.errors import NotFound
 from bigmodel.jobs.records import Jobs
 from bigmodel.jobs.states import TERMINAL
+from bigmodel.names import is_job_id
 
 MAX_WAIT_SECONDS = 60.0
 # Each blocking read is shorter than the API's Redis socket timeout, so that a Redis that dies
@@ -17,6 +19,8 @@ FINISHED = frozenset(s.value for s in TERMINAL)
 
 def wait_for(jobs: Jobs, job_id: str, tenant: str, seconds: float) -> dict[str, Any]:
     """The job's record once it is finished, or after `seconds` with the record as it is then."""
+    if not is_job_id(job_id):  # checked before it becomes part of a key
+        raise NotFound(f"no job {job_id!r}")
     key = jobs.events_key(job_id)
     # The newest event id is read before the record: an event that lands between the two reads is
     # then seen by the first XREAD (one extra read), never lost.

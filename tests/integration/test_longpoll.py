@@ -61,3 +61,9 @@ def test_usage_is_recorded_with_the_bytes_the_job_wrote(stack) -> None:
     usage = requests.get(f"{stack.url}/v1/jobs/{job}", params={"wait": 60}, timeout=90).json()["usage"]
     assert usage["store_bytes_written"] == len(b"payload")
     assert usage["wall_seconds"] >= 0.5 and usage["cpu_seconds"] >= 0 and usage["peak_rss_bytes"] > 10**6
+
+
+def test_waiting_on_a_job_that_is_not_there_is_a_404(stack) -> None:
+    for job_id in ("f" * 32, "../../x", "bm:workers"):
+        r = requests.get(f"{stack.url}/v1/jobs/{job_id}", params={"wait": 1}, timeout=10)
+        assert r.status_code == 404, job_id
