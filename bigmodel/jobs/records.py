@@ -89,7 +89,7 @@ class Jobs:
     # creation ---------------------------------------------------------------
     def create(self, *, tenant: str, type: str, params: dict[str, Any], queue: str,
                priority: int = 5, resources: dict[str, Any] | None = None,
-               idempotency_key: str | None = None, waiting: str | None = None,
+               idempotency_key: str | None = None, waiting: dict[str, Any] | None = None,
                job_id: str | None = None) -> tuple[dict[str, Any], bool]:
         """Write a queued job in one round trip; returns (record, created); created is False on a replay."""
         job_id = job_id or uuid.uuid4().hex
