@@ -107,7 +107,8 @@
     if (error && error.name === "AbortError") return;
     banner.hidden = false;
     if (error instanceof ApiError && error.status === 401) {
-      banner.textContent = "This API needs a tenant's token: enter it above (it is kept for this browser session only).";
+      banner.textContent = token.get() ? "The API refused this token: enter a valid one above."
+        : "This API needs a tenant's token: enter it above (it is kept for this browser session only).";
     } else {
       banner.textContent = error instanceof ApiError ? `${error.problem.title || "Error"}: ${error.message}` : `Cannot reach the API: ${error.message}`;
     }
