@@ -114,6 +114,29 @@ def test_a_finished_training_job_draws_one_point_per_epoch(stack, browser: Brows
     browser.check_clean(stack.url)
 
 
+def test_curves_are_drawn_from_the_epoch_events_as_they_arrive(stack, browser: Browser) -> None:
+    # A training job stopped part-way has no history in a result: every point comes from its events,
+    # the same path the page takes while a job runs.
+    payload, _ = separable_csv(400, seed=4)
+    dataset = requests.post(f"{stack.url}/v1/datasets", files={"file": ("live.csv", payload)},
+                            timeout=30).json()["id"]
+    job = submit(stack.url, {"type": "pipeline", "params": {
+        "dataset": dataset, "preprocess": {"label": "label"},
+        "train": {"model": {"name": "live", "hidden": [8]}, "epochs": 500, "batch_size": 4}}}).json()["id"]
+    browser.page.goto(f"{stack.url}/#/jobs/{job}", wait_until="domcontentloaded")
+    points = 'figure[data-chart="loss"] g[data-series="loss"] circle'
+    browser.page.wait_for_selector(points, timeout=120_000)  # drawn while the job runs
+    assert requests.post(f"{stack.url}/v1/jobs/{job}/cancel", timeout=10).status_code == 202
+    assert wait_for(stack.url, job, timeout=60)["state"] == "cancelled"
+    events = requests.get(f"{stack.url}/v1/jobs/{job}/events", params={"follow": 0}, timeout=10).json()
+    epochs = {e["data"]["current"] for e in events["items"]
+              if e["type"] == "progress" and e["data"]["stage"] == "train.epoch"}
+    browser.page.wait_for_selector('.state-cancelled', timeout=30_000)
+    assert 0 < len(epochs) < 500
+    assert browser.page.locator(points).count() == len(epochs)
+    browser.check_clean(stack.url)
+
+
 @pytest.fixture(scope="module")
 def api_with_tokens(redis_server, tmp_path_factory) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     """An API that wants tokens and has no worker: its jobs wait, and say why."""
