@@ -2,21 +2,29 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean bench bench-quick
+.PHONY: install run test lint clean bench bench-quick browser
 
 $(STAMP): pyproject.toml
+	@echo "installing bigmodel and its dependencies into $(VENV) (TensorFlow is large: a few minutes the first time)"
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[cpu,dev]'
+	$(PY) -m pip install --progress-bar on -e '.[cpu,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: $(STAMP)
-	$(VENV)/bin/bigmodel up
+run: $(STAMP)  ## options pass through: make run ARGS="--port 8001 -v" (or PORT=8001)
+	$(VENV)/bin/bigmodel up $(if $(PORT),--port $(PORT)) $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
+
+browser:  ## Debian's chromium for the dashboard tests: installed only when missing, skipped where it cannot be
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { apt-get install -y -q chromium >/dev/null 2>&1 \
+	       || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; } \
+	  && echo "installed chromium for the dashboard tests"; } \
+	|| echo "chromium is missing and cannot be installed here: the dashboard's browser tests will be skipped"
 
 bench: $(STAMP)  ## every benchmark in bench/ -> bench/results/latest.json and latest.md
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run

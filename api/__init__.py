@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 
 from bigmodel.config import Settings
 
 
 def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask:
     """Build the API for these settings (read from the environment when not given)."""
-    from api import auth, datasets, errors, health, jobs, models, openapi, services
+    from api import auth, dashboard, datasets, errors, health, jobs, models, openapi, services
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -19,20 +19,16 @@ def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1024 * 1024
     app.json.sort_keys = False  # type: ignore[attr-defined]
     s = services.build(settings, celery)
-    s.metrics = health.Metrics(s.redis)  # type: ignore[attr-defined]
+    s.metrics = health.Metrics(s)  # type: ignore[attr-defined]
     app.extensions["bigmodel"] = s
     errors.register(app)
     auth.register(app, settings)
-    for bp in (health.bp, datasets.bp, jobs.bp, models.bp, openapi.bp):
+    for bp in (health.bp, datasets.bp, jobs.bp, models.bp, openapi.bp, dashboard.bp):
         app.register_blueprint(bp)
-
-    @app.get("/")
-    def index() -> Any:
-        return jsonify(name="bigmodel", docs="/openapi.json", health="/healthz", ready="/readyz")
 
     @app.after_request
     def _count(response: Response) -> Response:
-        s.metrics.requests.labels(request.method, str(response.status_code)).inc()  # type: ignore[attr-defined]
+        s.metrics.request(request.method, response.status_code)  # type: ignore[attr-defined]
         return response
 
     return app

@@ -12,6 +12,7 @@ from bigmodel.network import is_loopback
 
 DEFAULT_TENANT = "default"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/"})
+PUBLIC_PREFIXES = ("/v2/health", "/ui/")  # the dashboard's static files carry no data
 
 
 def tenant_for(settings: Settings, header: str | None) -> str:
@@ -37,7 +38,7 @@ def register(app: Flask, settings: Settings) -> None:
             # (gunicorn 'api:create_app()' on 0.0.0.0, a proxy...) no tokens never means open to all.
             raise Forbidden("this API has no tokens configured and only serves clients on its own "
                             "machine; set BIGMODEL_TOKENS to serve others")
-        if request.path in PUBLIC_PATHS or request.path.startswith("/v2/health"):
+        if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIXES):
             g.tenant = None
             return
         g.tenant = tenant_for(settings, request.headers.get("Authorization"))

@@ -2,35 +2,74 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import redis
 from flask import Blueprint, Response, jsonify
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
-from api.services import services
+from api.services import Services, services
 from bigmodel.errors import BigModelError
-from bigmodel.stats import RedisCollector, RedisMetrics
+from bigmodel.jobs.presence import QUEUES
+from bigmodel.stats import BufferedCounts, RedisCollector, RedisMetrics
 
 bp = Blueprint("health", __name__)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class SystemCollector(Collector):
+    """Gauges read from Redis at scrape time: queue depths, the oldest waiting job, workers online."""
+
+    def __init__(self, s: Services) -> None:
+        self.s = s
+
+    def collect(self) -> Iterator[Any]:
+        try:
+            depths = self.s.presence.depths()
+            ages = self.s.queues.oldest_ages()
+            pools = self.s.presence.pools()
+        except redis.exceptions.RedisError:
+            return  # /metrics still answers with the rest
+        depth = GaugeMetricFamily("bigmodel_queue_depth", "Jobs waiting on a queue", labels=["queue"])
+        oldest = GaugeMetricFamily("bigmodel_queue_oldest_age_seconds",
+                                   "How long the oldest job waiting on a queue has waited (the scaling "
+                                   "signal)", labels=["queue"])
+        for queue in QUEUES:
+            depth.add_metric([queue], depths.get(queue, 0))
+            oldest.add_metric([queue], ages.get(queue, 0.0))
+        online = GaugeMetricFamily("bigmodel_workers_online", "Workers with a live heartbeat",
+                                   labels=["pool"])
+        for pool, info in sorted(pools.items()):
+            online.add_metric([pool], len(info["workers"]))
+        yield from (depth, oldest, online)
 
 
 class Metrics:
-    """The app's Prometheus metrics, in a registry of its own (one per app, not global)."""
+    """The app's Prometheus metrics, in a registry of its own (one per app, not global).
 
-    def __init__(self, client: redis.Redis) -> None:
+    Everything is read from Redis at scrape time, so any API process answers for the whole system:
+    counters and histograms kept by every process (bigmodel.stats) and gauges of queues and workers.
+    """
+
+    def __init__(self, s: Services) -> None:
+        redis_metrics = RedisMetrics(s.redis)
+        self.counts = BufferedCounts(redis_metrics)
         self.registry = CollectorRegistry()
-        # Job and inference figures observed by every worker and serving process, read at scrape time.
-        self.registry.register(RedisCollector(RedisMetrics(client)))
-        self.requests = Counter("bigmodel_http_requests", "HTTP requests", ["method", "status"],
-                                registry=self.registry)
-        self.jobs_submitted = Counter("bigmodel_jobs_submitted", "Jobs accepted", ["type", "queue"],
-                                      registry=self.registry)
-        self.queue_depth = Gauge("bigmodel_queue_depth", "Messages waiting", ["queue"],
-                                 registry=self.registry)
-        self.workers = Gauge("bigmodel_workers_online", "Workers with a live heartbeat", ["pool"],
-                             registry=self.registry)
+        self.registry.register(RedisCollector(redis_metrics))
+        self.registry.register(SystemCollector(s))
+
+    def request(self, method: str, status: int) -> None:
+        """Count an answered HTTP request."""
+        method = method if method in HTTP_METHODS else "OTHER"  # a label set clients cannot grow
+        self.counts.inc("bigmodel_http_requests_total", {"method": method, "status": str(status)})
+
+    def submitted(self, job_type: str, queue: str) -> None:
+        """Count an accepted job."""
+        self.counts.inc("bigmodel_jobs_submitted_total", {"type": job_type, "queue": queue})
 
 
 @bp.get("/healthz")
@@ -50,6 +89,7 @@ def readyz() -> Any:
         checks["redis"] = "ok"
         body["pools"] = s.presence.pools()
         body["queues"] = s.presence.depths()
+        body["oldest_waiting_seconds"] = {q: round(a, 1) for q, a in s.queues.oldest_ages().items()}
     except redis.exceptions.RedisError:
         checks["redis"] = "unreachable"
     try:
@@ -70,14 +110,8 @@ def readyz() -> Any:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text format."""
-    s = services()
-    m: Metrics = s.metrics  # type: ignore[attr-defined]
-    try:
-        for queue, depth in s.presence.depths().items():
-            m.queue_depth.labels(queue).set(depth)
-        for pool, info in s.presence.pools().items():
-            m.workers.labels(pool).set(len(info["workers"]))
-    except redis.exceptions.RedisError:
-        pass  # metrics still answer with what the process knows
-    return Response(generate_latest(m.registry), mimetype=CONTENT_TYPE_LATEST)
+    """Prometheus text format, the whole system's figures from any API process."""
+    m: Metrics = services().metrics  # type: ignore[attr-defined]
+    m.counts.flush()  # this process's own counts first
+    # content_type, not mimetype: CONTENT_TYPE_LATEST already names its charset, and Flask would add one.
+    return Response(generate_latest(m.registry), content_type=CONTENT_TYPE_LATEST)

@@ -8,12 +8,15 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
-from api.requests_util import cursor_arg, int_arg, json_body, parse
+from api.requests_util import cursor_arg, float_arg, int_arg, json_body, parse
 from api.services import Services, services, tenant
 from bigmodel.errors import InvalidRequest, NotFound, ServiceUnavailable
 from bigmodel.jobs.jobtypes import gpu_queue, route, validate_params
+from bigmodel.jobs.longpoll import MAX_WAIT_SECONDS, wait_for
+from bigmodel.jobs.lookup import by_prefix
 from bigmodel.jobs.presence import priority_to_broker
 from bigmodel.jobs.states import JobState
+from bigmodel.jobs.waiting import explain
 from bigmodel.schemas import JobSubmission
 from workers.celery_app import RUN_JOB
 
@@ -21,12 +24,18 @@ bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 PUBLIC_FIELDS = ("id", "type", "state", "queue", "priority", "params", "resources", "progress",
                  "attempts", "worker", "created_at", "started_at", "finished_at", "result", "error",
-                 "artifacts", "cancel_requested", "waiting")  # fmt: skip
+                 "artifacts", "cancel_requested", "waiting", "usage")  # fmt: skip
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
     """The record as the API shows it."""
     return {k: record.get(k) for k in PUBLIC_FIELDS}
+
+
+def shown(s: Services, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records as the API shows them, a queued job's `waiting` saying why it waits now."""
+    reasons = explain(records, s.recent_workers, s.queues)
+    return [{**public(r), "waiting": reasons.get(r["id"])} for r in records]
 
 
 def publish(s: Services, record: dict[str, Any]) -> None:
@@ -58,7 +67,7 @@ def submit_job(s: Services, tenant_name: str, body: dict[str, Any],
     )
     if created:
         publish(s, record)
-        s.metrics.jobs_submitted.labels(submission.type, where.queue).inc()  # type: ignore[attr-defined]
+        s.metrics.submitted(submission.type, where.queue)  # type: ignore[attr-defined]
     return record, created
 
 
@@ -69,7 +78,7 @@ def submit() -> Any:
     if key is not None and not (1 <= len(key) <= 255 and key.isprintable()):
         raise InvalidRequest("Idempotency-Key must be 1-255 printable characters")
     record, created = submit_job(services(), tenant(), json_body(), key)
-    response = jsonify(public(record))
+    response = jsonify(shown(services(), [record])[0])
     response.status_code = 202 if created else 200
     response.headers["Location"] = f"/v1/jobs/{record['id']}"
     return response
@@ -77,7 +86,9 @@ def submit() -> Any:
 
 @bp.get("")
 def list_jobs() -> Any:
-    """GET /v1/jobs: newest first, filtered by state and type."""
+    """GET /v1/jobs: newest first, filtered by state and type; ?prefix= finds ids by their start."""
+    if request.args.get("prefix") is not None:
+        return jobs_by_prefix(request.args["prefix"])
     state = request.args.get("state") or None
     if state and state not in {s.value for s in JobState}:
         raise InvalidRequest(f"unknown state {state!r}")
@@ -85,13 +96,28 @@ def list_jobs() -> Any:
         tenant(), state=state, type=request.args.get("type") or None,
         limit=int_arg("limit", 50, 1, 500), cursor=cursor_arg(),
     )
-    return jsonify(items=[public(r) for r in items], next_cursor=cursor)
+    return jsonify(items=shown(services(), items), next_cursor=cursor)
+
+
+def jobs_by_prefix(prefix: str) -> Any:
+    """The tenant's jobs whose id starts with `prefix` (how the CLI resolves a short id)."""
+    s = services()
+    records = []
+    for job_id in by_prefix(s.jobs, tenant(), prefix, int_arg("limit", 10, 1, 100)):
+        try:
+            records.append(s.jobs.get(job_id, tenant()))
+        except NotFound:  # indexed, but its record has expired
+            continue
+    return jsonify(items=shown(s, records), next_cursor=None)
 
 
 @bp.get("/<job_id>")
 def get_job(job_id: str) -> Any:
-    """GET /v1/jobs/{id}."""
-    return jsonify(public(services().jobs.get(job_id, tenant())))
+    """GET /v1/jobs/{id}; ?wait=S (S <= 60) answers once the job is finished, or after S seconds."""
+    s = services()
+    seconds = float_arg("wait", 0.0, 0.0, MAX_WAIT_SECONDS)
+    record = wait_for(s.jobs, job_id, tenant(), seconds) if seconds else s.jobs.get(job_id, tenant())
+    return jsonify(shown(s, [record])[0])
 
 
 @bp.post("/<job_id>/cancel")
@@ -104,7 +130,7 @@ def cancel(job_id: str) -> Any:
             s.celery.control.revoke(job_id)  # the worker would skip it anyway; this saves it the trip
         except Exception:
             pass
-    response = jsonify(public(record))
+    response = jsonify(shown(s, [record])[0])
     response.status_code = 202
     return response
 

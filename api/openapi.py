@@ -18,6 +18,7 @@ JSON_OK = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
 # (method, path, summary, request schema name or None, success status)
 ROUTES: list[tuple[str, str, str, str | None, str]] = [
+    ("get", "/", "The dashboard to browsers (Accept: text/html); a JSON index to API clients", None, "200"),
     ("get", "/healthz", "Liveness", None, "200"),
     ("get", "/readyz", "Readiness: Redis, store, pools and queue depths", None, "200"),
     ("get", "/metrics", "Prometheus metrics", None, "200"),
@@ -26,8 +27,9 @@ ROUTES: list[tuple[str, str, str, str | None, str]] = [
     ("get", "/v1/datasets", "List datasets, newest first", None, "200"),
     ("get", "/v1/datasets/{id}", "A dataset record", None, "200"),
     ("post", "/v1/jobs", "Submit a job", "JobSubmission", "202"),
-    ("get", "/v1/jobs", "List jobs (?state=&type=&limit=&cursor=)", None, "200"),
-    ("get", "/v1/jobs/{id}", "A job record", None, "200"),
+    ("get", "/v1/jobs", "List jobs, newest first; or find them by the start of their id", None, "200"),
+    ("get", "/v1/jobs/{id}", "A job record (?wait=S: once the job is finished, or after S seconds)", None,
+     "200"),
     ("post", "/v1/jobs/{id}/cancel", "Cancel a job", None, "202"),
     ("get", "/v1/jobs/{id}/events", "Server-Sent Events of a job (?follow=0 for a JSON list)", None, "200"),
     ("get", "/v1/jobs/{id}/artifacts/{name}", "Download an artifact", None, "200"),
@@ -35,6 +37,20 @@ ROUTES: list[tuple[str, str, str, str | None, str]] = [
     ("get", "/v1/models/{name}", "A model with versions, aliases and alias history", None, "200"),
     ("post", "/v1/models/{name}/aliases/{alias}", "Move an alias", "AliasMove", "200"),
 ]
+
+
+# Query parameters: (name, JSON type, description) per (method, path).
+QUERY: dict[tuple[str, str], list[tuple[str, str, str]]] = {
+    ("get", "/v1/jobs"): [("state", "string", "only jobs in this state"),
+                          ("type", "string", "only jobs of this type"),
+                          ("limit", "integer", "1-500, default 50"),
+                          ("cursor", "string", "the next_cursor of the previous page"),
+                          ("prefix", "string", "1-32 hex digits: the jobs whose id starts with them")],
+    ("get", "/v1/jobs/{id}"): [("wait", "number", "0-60: answer once the job is finished, or after this many "
+                                                  "seconds with the record as it is then")],
+    ("get", "/v1/jobs/{id}/events"): [("follow", "string", "0: a JSON list of the events so far"),
+                                      ("after", "string", "only events after this event id")],
+}
 
 
 def document() -> dict[str, Any]:
@@ -67,6 +83,9 @@ def document() -> dict[str, Any]:
         if params:
             op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
                                 for p in params]
+        for name, kind, text in QUERY.get((method, path), []):
+            op.setdefault("parameters", []).append({"name": name, "in": "query", "required": False,
+                                                    "description": text, "schema": {"type": kind}})
         if body:
             media = "multipart/form-data" if body == "Upload" else "application/json"
             op["requestBody"] = {"required": True, "content": {
@@ -86,6 +105,19 @@ def document() -> dict[str, Any]:
         "security": [{"bearer": []}, {}],
         "paths": paths,
     }
+
+
+def routes_table() -> str:
+    """The routes as a Markdown table (docs/api.md holds a copy; a test keeps the two equal)."""
+    lines = ["| method | path | what it does | query |", "| --- | --- | --- | --- |"]
+    for method, path, summary, _, _ in ROUTES:
+        query = ", ".join(f"`{name}`" for name, _, _ in QUERY.get((method, path), []))
+        lines.append(f"| {method.upper()} | `{path}` | {summary} | {query} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m api.openapi: the routes table of docs/api.md
+    print(routes_table())
 
 
 @bp.get("/openapi.json")

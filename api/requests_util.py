@@ -47,6 +47,20 @@ def int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def float_arg(name: str, default: float, low: float, high: float) -> float:
+    """A number query parameter within bounds."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"query parameter {name!r} must be a number") from None
+    if not low <= value <= high:  # also refuses nan
+        raise InvalidRequest(f"query parameter {name!r} must be between {low:g} and {high:g}")
+    return value
+
+
 def cursor_arg() -> str | None:
     """The opaque pagination cursor, checked to be a number."""
     raw = request.args.get("cursor")

@@ -11,7 +11,9 @@ from flask import current_app, g
 from bigmodel.config import Settings
 from bigmodel.connections import redis_client
 from bigmodel.jobs.presence import Presence
+from bigmodel.jobs.queues import Queues
 from bigmodel.jobs.records import Jobs
+from bigmodel.jobs.waiting import RecentWorkers
 from bigmodel.ml.datasets import Datasets
 from bigmodel.ml.registry import Registry
 from bigmodel.store import Store
@@ -27,6 +29,8 @@ class Services:
     jobs: Jobs
     presence: Presence
     celery: Any
+    queues: Queues
+    recent_workers: RecentWorkers
 
     def datasets(self, tenant: str) -> Datasets:
         """The tenant's datasets."""
@@ -46,7 +50,9 @@ def build(settings: Settings, celery: Any = None) -> Services:
 
         celery = make_celery(settings)
     jobs = Jobs(client, store, job_ttl=settings.job_ttl_seconds, event_limit=settings.event_limit)
-    return Services(settings, client, store, jobs, Presence(client), celery)
+    presence = Presence(client)
+    return Services(settings, client, store, jobs, presence, celery, Queues(client, jobs.key),
+                    RecentWorkers(presence))
 
 
 def services() -> Services:

@@ -13,6 +13,7 @@ from bigmodel.errors import ConfigError
 from bigmodel.names import is_name
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_API_URL = "http://127.0.0.1:8000"
 
 
 def redact_url(url: str) -> str:
@@ -75,7 +76,7 @@ class Settings:
 
     redis_url: str = DEFAULT_REDIS_URL
     store_url: str = "./var/store"
-    api_url: str = "http://127.0.0.1:8000"
+    api_url: str = DEFAULT_API_URL
     token: str | None = None
     tokens: Mapping[str, str] = field(default_factory=dict)  # token -> tenant
     lease_seconds: int = 30
@@ -165,7 +166,7 @@ class Settings:
         return cls(
             redis_url=env.get("BIGMODEL_REDIS_URL") or DEFAULT_REDIS_URL,
             store_url=env.get("BIGMODEL_STORE_URL") or "./var/store",
-            api_url=env.get("BIGMODEL_API_URL") or "http://127.0.0.1:8000",
+            api_url=env.get("BIGMODEL_API_URL") or DEFAULT_API_URL,
             token=env.get("BIGMODEL_TOKEN") or None,
             tokens=tokens,
             lease_seconds=lease,

@@ -9,8 +9,12 @@ time: any API process answers with the whole system's numbers.
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -38,6 +42,9 @@ FAMILIES: Mapping[str, Family] = {f.name: f for f in (
     Family("bigmodel_jobs_total", "Jobs that reached a final state", "counter", ("type", "state")),
     Family("bigmodel_job_duration_seconds", "Running time of finished jobs", "histogram", ("type",),
            DURATION_BUCKETS),
+    Family("bigmodel_jobs_submitted_total", "Jobs accepted by the API", "counter", ("type", "queue")),
+    Family("bigmodel_http_requests_total", "HTTP requests answered by the API", "counter",
+           ("method", "status")),
     Family("bigmodel_infer_requests_total", "Online inference requests answered by serving processes",
            "counter", ("outcome",)),
     Family("bigmodel_infer_latency_seconds", "Serving-side time of an inference request (queue + compute)",
@@ -54,12 +61,62 @@ def _label_key(family: Family, labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={str(labels[k]).replace(',', '_').replace('|', '_')}" for k in family.labels)
 
 
+# Apply increments only the first time a marker is set: a job is counted once however often its
+# end is recorded. KEYS: marker, then the hash of each op; ARGV: marker ttl, then (kind, field, amount).
+ONCE = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then return 0 end
+for i = 2, #KEYS do
+  local a = 2 + (i - 2) * 3
+  if ARGV[a] == 'f' then redis.call('HINCRBYFLOAT', KEYS[i], ARGV[a + 1], ARGV[a + 2])
+  else redis.call('HINCRBY', KEYS[i], ARGV[a + 1], tonumber(ARGV[a + 2])) end
+end
+return 1
+"""
+
+
+class _Ops:
+    """Collects hash increments (a stand-in for a pipeline) to send in one script."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, str, str, float]] = []
+
+    def hincrby(self, key: str, field: str, amount: int) -> None:
+        self.ops.append((key, "i", field, amount))
+
+    def hincrbyfloat(self, key: str, field: str, amount: float) -> None:
+        self.ops.append((key, "f", field, amount))
+
+
+def _seconds_between(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    try:
+        return max(0.0, (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds())
+    except ValueError:
+        return None
+
+
 class RedisMetrics:
     """Record observations into Redis hashes (one per family)."""
 
     def __init__(self, client: redis.Redis, prefix: str = "bm") -> None:
         self.r = client
         self.prefix = prefix
+        self._once = client.register_script(ONCE)
+
+    def job_ended(self, record: Mapping[str, Any], marker_ttl: int = 7 * 86400) -> bool:
+        """Count a job that reached its final state, once per job: by type and state, and its running
+        time when it ran. Returns False when this job was already counted."""
+        ops = _Ops()
+        self.inc("bigmodel_jobs_total", {"type": record["type"], "state": record["state"]}, pipe=ops)
+        duration = _seconds_between(record.get("started_at"), record.get("finished_at"))
+        if duration is not None:
+            self.observe("bigmodel_job_duration_seconds", duration, {"type": record["type"]}, pipe=ops)
+        args: list[Any] = [marker_ttl]
+        for _, kind, field, amount in ops.ops:
+            args += [kind, field, amount]
+        marker = f"{self.prefix}:metrics:counted:{record['id']}"
+        return bool(self._once(keys=[marker, *(key for key, *_ in ops.ops)], args=args))
 
     def key(self, family: Family) -> str:
         """The hash that holds a family."""
@@ -129,3 +186,43 @@ class RedisCollector(Collector):
                 hist.add_metric([labels[k] for k in family.labels], buckets,
                                 fields.get(f"{base}|sum", 0.0))
             yield hist
+
+
+class BufferedCounts:
+    """Counter increments gathered in the process and sent to Redis at most every `interval` seconds,
+    so that counting HTTP requests costs no round trip per request."""
+
+    def __init__(self, metrics: RedisMetrics, interval: float = 1.0) -> None:
+        self.metrics = metrics
+        self.interval = interval
+        self._pending: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self._lock = threading.Lock()
+        self._flusher: threading.Thread | None = None
+
+    def inc(self, name: str, labels: Mapping[str, str]) -> None:
+        """Add one to a counter (sent with the next flush)."""
+        with self._lock:
+            self._pending[(name, tuple(labels.items()))] += 1
+            if self._flusher is None:  # started on first use: after gunicorn has forked this process
+                self._flusher = threading.Thread(target=self._run, name="metrics-flush", daemon=True)
+                self._flusher.start()
+
+    def flush(self) -> None:
+        """Send what has been gathered (kept for the next flush if Redis does not answer)."""
+        with self._lock:
+            pending, self._pending = self._pending, Counter()
+        if not pending:
+            return
+        pipe = self.metrics.r.pipeline(transaction=False)
+        for (name, labels), amount in pending.items():
+            self.metrics.inc(name, dict(labels), amount, pipe=pipe)
+        try:
+            pipe.execute()
+        except redis.exceptions.RedisError:
+            with self._lock:
+                self._pending.update(pending)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            self.flush()

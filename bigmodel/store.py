@@ -64,6 +64,13 @@ def _has_file(folder: str) -> bool:
     return False
 
 
+class WriteTally:
+    """Bytes written through a Store and all its views (a job's usage reads the difference)."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
 class Store:
     """A root in an fsspec filesystem, with atomic writes and checked relative paths."""
 
@@ -80,6 +87,12 @@ class Store:
             root = os.path.abspath(root)
         self.root = root.rstrip("/")
         self.prefix = prefix.strip("/")
+        self.tally = WriteTally()
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes written through this store and its views since it was made."""
+        return self.tally.bytes
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -91,6 +104,7 @@ class Store:
         check_name(tenant, "tenant")
         child = Store.__new__(Store)
         child.url, child.fs, child._is_local, child.root = self.url, self.fs, self._is_local, self.root
+        child.tally = self.tally
         child.prefix = "/".join(p for p in (self.prefix, "tenants", tenant) if p)
         return child
 
@@ -142,6 +156,7 @@ class Store:
             raise StoreError(f"the store could not write {rel}: {_reason(exc)}") from None
         try:
             yield fh
+            size = fh.tell()
         except BaseException:
             discard()
             raise
@@ -150,6 +165,7 @@ class Store:
         except Exception as exc:
             discard()
             raise StoreError(f"the store could not write {rel}: {_reason(exc)}") from None
+        self.tally.bytes += size  # what a job wrote is part of its usage
 
     def _local_writer(self, full: str) -> tuple[IO[bytes], Any, Any]:
         parent = full.rsplit("/", 1)[0]

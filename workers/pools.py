@@ -8,7 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
+
+from celery.exceptions import SecurityWarning
 
 from bigmodel.config import Settings
 from bigmodel.jobs.jobtypes import gpu_queue
@@ -28,8 +31,8 @@ class WorkerPlan:
 
 
 def node_name(name: str | None, default: str) -> str:
-    """A Celery node name 'name@host'."""
-    name = name or default
+    """A Celery node name 'name@host', by default unique per process (two pools on a host never share one)."""
+    name = name or f"{default}-{os.getpid()}"
     return name if "@" in name else f"{name}@{socket.gethostname()}"
 
 
@@ -91,7 +94,10 @@ def run_worker(plan: WorkerPlan, pool: str, settings: Settings, loglevel: str = 
                     bigmodel_concurrency=plan.concurrency,
                     bigmodel_gpus=plan.env["CUDA_VISIBLE_DEVICES"].split(",")
                     if "CUDA_VISIBLE_DEVICES" in plan.env else [])
-    app.worker_main(argv=celery_argv(plan, loglevel))
+    quiet = loglevel.upper() not in ("DEBUG", "INFO")  # at WARNING and above: only what is wrong
+    if quiet:
+        warnings.filterwarnings("ignore", category=SecurityWarning)  # running as root, as containers do
+    app.worker_main(argv=(["--quiet"] if quiet else []) + celery_argv(plan, loglevel))
 
 
 def supervise(commands: list[tuple[list[str], dict[str, str]]], restart: bool = True) -> int:

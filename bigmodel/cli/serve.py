@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import click
 import redis
 
+from bigmodel.cli.quiet import drop_tensorflow_noise
 from bigmodel.config import Settings
 from bigmodel.connections import redis_client
 from bigmodel.network import is_loopback
@@ -42,39 +44,83 @@ def redis_command(url: str, data_dir: Path) -> list[str] | None:
             "--appendonly", "yes", "--save", ""]
 
 
+def port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on host:port (checked before anything starts)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds: TIME_WAIT is fine
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+# What `up` keeps quiet unless -v: TensorFlow's C++ log lines, Celery's banner and root warning,
+# gunicorn's start-up and access lines.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--cpu-workers", type=int, default=None, help="CPU pool processes (default: one per core)")
+@click.option("--cpu-workers", type=int, default=None,
+              help="CPU pool processes (default: one per core; 0: no CPU pool)")
 @click.option("--gpu-workers", default="auto", show_default=True, help="'auto', or how many GPUs to use")
 @click.option("--redis-url", default=None, help="default: BIGMODEL_REDIS_URL")
 @click.option("--store", default=None, help="default: BIGMODEL_STORE_URL")
+@click.option("-v", "--verbose", is_flag=True, help="show TensorFlow, Celery and gunicorn logs too")
 def up(host: str, port: int, cpu_workers: int | None, gpu_workers: str, redis_url: str | None,
-       store: str | None) -> None:
+       store: str | None, verbose: bool) -> None:
     """Run the API and the worker pools in the foreground; Ctrl-C stops them all."""
     from workers.pools import detect_gpus, supervise
 
     settings = _settings(redis_url, store)
     _refuse_open_bind(host, settings)
-    env = {"BIGMODEL_REDIS_URL": settings.redis_url, "BIGMODEL_STORE_URL": settings.store_url}
+    if not port_free(host, port):  # before anything starts: a second `up` must not half-join the first
+        raise click.ClickException(f"port {port} on {host} is in use (another `bigmodel up`?): stop it, or "
+                                   f"pick another port: `bigmodel up --port {port + 1}` / "
+                                   f'`make run ARGS="--port {port + 1}"`')
+    quiet = [] if verbose else ["--loglevel", "WARNING"]
+    env = {"BIGMODEL_REDIS_URL": settings.redis_url, "BIGMODEL_STORE_URL": settings.store_url,
+           **({} if verbose else QUIET_ENV)}
     commands: list[tuple[list[str], dict[str, str]]] = []
+    redis_note = "already running"
     if not redis_answers(settings):
         cmd = redis_command(settings.redis_url, Path("var/redis"))
         if cmd is None:
             raise click.ClickException(f"no Redis answers at {settings.redis_url_redacted} and none can be "
                                        "started here (install redis-server or set BIGMODEL_REDIS_URL)")
-        click.echo(f"no Redis at {settings.redis_url_redacted}: starting redis-server (data in var/redis)")
-        commands.append((cmd, {}))  # first started, last stopped
+        redis_note = "started here, data in var/redis, stopped with the rest"
+        commands.append((cmd + [q.lower() for q in quiet], {}))  # first started, last stopped
     me = [sys.executable, "-m", "bigmodel.cli"]
-    commands.append(([*me, "api", "--host", host, "--port", str(port)], env))
-    cpu = [*me, "worker", "--pool", "cpu"] + (["--concurrency", str(cpu_workers)] if cpu_workers else [])
-    commands.append((cpu, env))
+    commands.append(([*me, "api", "--host", host, "--port", str(port), *(["--quiet"] if quiet else [])], env))
+    pools = []
+    if cpu_workers != 0:
+        sized = ["--concurrency", str(cpu_workers)] if cpu_workers else []
+        commands.append(([*me, "worker", "--pool", "cpu", *quiet, *sized], env))
+        pools.append(f"cpu ({cpu_workers or os.cpu_count()} processes)")
     gpus = detect_gpus(settings) if gpu_workers == "auto" else tuple(str(i) for i in range(int(gpu_workers)))
     if gpus:
-        commands.append(([*me, "worker", "--pool", "gpu"], {**env, "BIGMODEL_GPUS": ",".join(gpus)}))
-    click.echo(f"bigmodel: API on http://{host}:{port}, cpu pool" + (f", gpu pool on {len(gpus)} GPU(s)"
-                                                                    if gpus else " (no GPU found)"))
+        commands.append(([*me, "worker", "--pool", "gpu", *quiet], {**env, "BIGMODEL_GPUS": ",".join(gpus)}))
+        pools.append(f"gpu ({len(gpus)} GPU{'s' if len(gpus) > 1 else ''})")
+    elif gpu_workers == "auto":
+        pools.append("no gpu pool (no GPU found)")
+    if cpu_workers == 0 and not gpus:
+        pools.insert(0, "none: jobs wait until a worker joins")
+    click.echo("\n".join((
+        "bigmodel up",
+        f"  API     http://{host}:{port}  (the dashboard is at /, the API's description at /openapi.json)",
+        f"  Redis   {settings.redis_url_redacted} ({redis_note})",
+        f"  store   {store_location(settings.store_url)}",
+        f"  pools   {', '.join(pools)}",
+        "  Ctrl-C stops everything" + ("" if verbose else "; -v shows every piece's logs"))))
     sys.exit(supervise(commands))
+
+
+def store_location(url: str) -> str:
+    """Where the store is, as a person would look for it (an absolute folder for a local path)."""
+    return url if "://" in url else str(Path(url).resolve())
 
 
 def _refuse_open_bind(host: str, settings: Settings) -> None:
@@ -89,12 +135,14 @@ def _refuse_open_bind(host: str, settings: Settings) -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", "http_workers", default=2, show_default=True, type=int)
 @click.option("--threads", default=16, show_default=True, type=int)
-def api(host: str, port: int, http_workers: int, threads: int) -> None:
+@click.option("--quiet", is_flag=True, help="log only warnings (no access log)")
+def api(host: str, port: int, http_workers: int, threads: int, quiet: bool) -> None:
     """Run the HTTP API under gunicorn."""
     _refuse_open_bind(host, Settings.from_env())
     argv = [sys.executable, "-m", "gunicorn", "api:create_app()", "--bind", f"{host}:{port}",
             "--worker-class", "gthread", "--workers", str(http_workers), "--threads", str(threads),
-            "--timeout", "120", "--graceful-timeout", "10", "--access-logfile", "-"]
+            "--timeout", "120", "--graceful-timeout", "10"]
+    argv += ["--log-level", "warning"] if quiet else ["--access-logfile", "-"]
     os.execv(sys.executable, argv)
 
 
@@ -122,6 +170,8 @@ def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str 
     )
 
     settings = Settings.from_env()
+    if loglevel.upper() not in ("DEBUG", "INFO"):
+        drop_tensorflow_noise()
     qs = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
     if pool == "cpu":
         run_worker(cpu_plan(concurrency, name, qs, autoscale), "cpu", settings, loglevel)

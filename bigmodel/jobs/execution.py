@@ -12,6 +12,7 @@ from bigmodel.jobs.context import JobContext
 from bigmodel.jobs.jobtypes import JOB_TYPES
 from bigmodel.jobs.records import Jobs
 from bigmodel.jobs.states import JobState
+from bigmodel.jobs.usage import Meter
 from bigmodel.store import Store
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def execute(job_id: str, *, jobs: Jobs, store: Store, settings: Settings, worker
     keeper = LeaseKeeper(jobs, ctx, settings.lease_seconds)
     keeper.start()
     state, result, error = JobState.FAILED, None, None
+    meter = Meter(store)  # the job's usage: wall and CPU time, peak memory, bytes written to the store
     try:
         runner = JOB_TYPES[record["type"]].load_runner()
         result = runner(ctx)
@@ -77,5 +79,6 @@ def execute(job_id: str, *, jobs: Jobs, store: Store, settings: Settings, worker
         keeper.stopped.set()
     if ctx.lease_lost:
         return "lost"
-    jobs.finish(job_id, worker, state, result=result, error=error, artifacts=ctx.artifacts)
+    jobs.finish(job_id, worker, state, result=result, error=error, artifacts=ctx.artifacts,
+                usage=meter.stop())
     return state.value

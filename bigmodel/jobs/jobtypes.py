@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from bigmodel import schemas
 from bigmodel.errors import ValidationFailed
+from bigmodel.jobs.waiting import no_gpu_worker
 
 Runner = Callable[..., dict[str, Any]]
 
@@ -74,10 +75,10 @@ def validate_params(type_name: str, params: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Route:
-    """Where a job goes, and why it may wait."""
+    """Where a job goes, and why it may wait (the `waiting` shape of bigmodel.jobs.waiting)."""
 
     queue: str
-    waiting: str | None = None
+    waiting: dict[str, Any] | None = None
 
 
 def gpu_queue(gpus: int) -> str:
@@ -100,7 +101,6 @@ def route(type_name: str, gpus: int, *, gpu_fallback: str | None, gpu_workers_on
         if gpu_fallback == "cpu" and not gpu_workers_online:
             return Route("cpu")
         if not gpu_workers_online:
-            return Route(queue, waiting=f"no worker with {gpus} GPU(s) per process is online; "
-                                        "the job waits until one starts")
+            return Route(queue, waiting=no_gpu_worker(gpus))
         return Route(queue)
     return Route(JOB_TYPES[type_name].queue)

@@ -16,12 +16,13 @@ from bigmodel.errors import Conflict, InvalidRequest, NotFound
 from bigmodel.jobs import scripts
 from bigmodel.jobs.states import TERMINAL, JobState
 from bigmodel.names import is_job_id
+from bigmodel.stats import RedisMetrics
 from bigmodel.store import Store
 
 JSON_FIELDS = (
     "id", "tenant", "type", "state", "queue", "priority", "params", "resources", "progress",
     "attempts", "worker", "created_at", "started_at", "finished_at", "result", "error",
-    "artifacts", "cancel_requested", "waiting",
+    "artifacts", "cancel_requested", "waiting", "usage",
 )  # fmt: skip
 
 
@@ -60,6 +61,7 @@ class Jobs:
         self.job_ttl = job_ttl
         self.event_limit = event_limit
         self.prefix = prefix
+        self.metrics = RedisMetrics(client, prefix)
         self._create = client.register_script(scripts.CREATE)
         self._claim = client.register_script(scripts.CLAIM)
         self._transition = client.register_script(scripts.TRANSITION)
@@ -87,7 +89,7 @@ class Jobs:
     # creation ---------------------------------------------------------------
     def create(self, *, tenant: str, type: str, params: dict[str, Any], queue: str,
                priority: int = 5, resources: dict[str, Any] | None = None,
-               idempotency_key: str | None = None, waiting: str | None = None,
+               idempotency_key: str | None = None, waiting: dict[str, Any] | None = None,
                job_id: str | None = None) -> tuple[dict[str, Any], bool]:
         """Write a queued job in one round trip; returns (record, created); created is False on a replay."""
         job_id = job_id or uuid.uuid4().hex
@@ -202,7 +204,7 @@ class Jobs:
 
     def finish(self, job_id: str, worker: str, state: JobState, *, result: Any = None,
                error: dict[str, str] | None = None,
-               artifacts: list[dict[str, Any]] | None = None) -> bool:
+               artifacts: list[dict[str, Any]] | None = None, usage: dict[str, Any] | None = None) -> bool:
         """Move a running job held by `worker` to a final state; False if not this worker's."""
         if state not in TERMINAL:
             raise ValueError(f"{state} is not a final state")
@@ -210,6 +212,8 @@ class Jobs:
                                   "progress": self._final_progress(job_id, state)}
         if artifacts is not None:
             fields["artifacts"] = artifacts
+        if usage is not None:
+            fields["usage"] = usage
         data = {"state": state.value, **({"error": error} if error else {})}
         ok = self._move(job_id, ("running",), state, fields, _event("state", data), worker)
         if ok:
@@ -294,6 +298,7 @@ class Jobs:
     def _persist(self, job_id: str) -> None:
         # The store is the system of record: a finished job's record and events survive Redis.
         record = self._decode(self.r.hgetall(self.key(job_id)))
+        self.metrics.job_ended(record)  # every final state passes here: the one place jobs are counted
         self.r.expire(self.key(job_id), self.job_ttl)
         self.r.expire(self.events_key(job_id), self.job_ttl)
         if self.store is None:

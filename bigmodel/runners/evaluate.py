@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from bigmodel.jobs.context import JobContext
+from bigmodel.jobs.usage import rate
 from bigmodel.ml import data
 from bigmodel.runners.common import datasets, load_predictor, processed
 
@@ -18,9 +20,11 @@ def evaluate(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     transform = meta["transform"]
     x, y = data.split_xy(datasets(ctx).frame(record["id"], params.get("split", "test")), transform)
     classes = transform.get("label_classes")
+    started = time.perf_counter()
     metrics = evaluate_model(predictor.core, transform["task"], x, y, len(classes) if classes else None)
+    seconds = time.perf_counter() - started
     return {"model": params["model"], "version": meta["version"], "split": params.get("split", "test"),
-            "metrics": metrics}
+            "metrics": metrics, "rows": int(len(y)), "rows_per_second": rate(len(y), seconds)}
 
 
 def run(ctx: JobContext) -> dict[str, Any]:

@@ -96,4 +96,5 @@ def test_a_job_for_more_gpus_than_any_process_has_waits_and_says_why(stack: Stac
     assert wait_for(stack.url, after["id"], timeout=120)["state"] == "succeeded"  # the pool is taking jobs
     record = requests.get(f"{stack.url}/v1/jobs/{job['id']}", timeout=10).json()
     assert record["state"] == "queued" and record["queue"] == "gpu4"
-    assert "4 GPU(s) per process" in record["waiting"]
+    assert record["waiting"]["reason"] == "gpu_unavailable"
+    assert "4 GPU(s) per process" in record["waiting"]["message"]

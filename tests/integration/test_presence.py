@@ -10,7 +10,8 @@ from bigmodel.jobs.presence import Presence
 
 
 def test_beats_lapse_and_leave(redis_server) -> None:
-    client = redis.Redis.from_url(redis_server.url)
+    # A database of its own: the stack's API processes write their metrics into database 0 at any time.
+    client = redis.Redis.from_url(redis_server.url.rsplit("/", 1)[0] + "/6")
     client.flushdb()
     presence = Presence(client)
     presence.beat("cpu1@h", {"pool": "cpu", "queues": ["cpu"], "concurrency": 2}, ttl=30)

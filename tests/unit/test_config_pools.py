@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bigmodel.config import Settings, redact_url
@@ -30,6 +32,8 @@ def test_gpu_pool_is_one_pinned_process_per_device() -> None:
     assert [p.env["CUDA_VISIBLE_DEVICES"] for p in plans] == ["0", "3"]
     assert all(p.concurrency == 1 and p.queues == ("gpu",) for p in plans)
     assert plans[0].name.startswith("gpu0@") and plans[1].name.startswith("gpu3@")
+    assert gpu_plan(("0",), "g", None)[0].name.startswith("g0@")
+    assert cpu_plan(None, None, None).name.startswith(f"cpu-{os.getpid()}@")
     assert gpu_plan((), None, None) == []
 
 
