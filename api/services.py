@@ -14,6 +14,7 @@ from bigmodel.jobs.presence import Presence
 from bigmodel.jobs.records import Jobs
 from bigmodel.ml.datasets import Datasets
 from bigmodel.ml.registry import Registry
+from bigmodel.serving.dataplane import DataPlane
 from bigmodel.store import Store
 
 
@@ -27,6 +28,7 @@ class Services:
     jobs: Jobs
     presence: Presence
     celery: Any
+    dataplane: DataPlane
 
     def datasets(self, tenant: str) -> Datasets:
         """The tenant's datasets."""
@@ -46,7 +48,8 @@ def build(settings: Settings, celery: Any = None) -> Services:
 
         celery = make_celery(settings)
     jobs = Jobs(client, store, job_ttl=settings.job_ttl_seconds, event_limit=settings.event_limit)
-    return Services(settings, client, store, jobs, Presence(client), celery)
+    return Services(settings, client, store, jobs, Presence(client), celery,
+                    DataPlane(client, store, settings))
 
 
 def services() -> Services:

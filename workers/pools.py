@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from bigmodel import threads as thread_rule
 from bigmodel.config import Settings
 
 NO_GPU_EXIT = 2
@@ -32,23 +34,45 @@ def node_name(name: str | None, default: str) -> str:
     return name if "@" in name else f"{name}@{socket.gethostname()}"
 
 
+def thread_env(processes: int, threads: int | None = None) -> dict[str, str]:
+    """The math-thread environment of one of `processes` processes (see bigmodel.threads).
+
+    BIGMODEL_THREADS carries the share too, so a child that plans for itself alone (a GPU or serving
+    child started by its supervisor) arrives at the same numbers.
+    """
+    plan = thread_rule.plan(processes, override=threads)
+    return {**plan.env(), "BIGMODEL_THREADS": str(plan.intra)}
+
+
 def cpu_plan(concurrency: int | None, name: str | None, queues: tuple[str, ...] | None,
-             autoscale: str | None = None) -> WorkerPlan:
+             autoscale: str | None = None, threads: int | None = None) -> WorkerPlan:
     """The CPU pool: one prefork worker, a process per core unless told otherwise."""
-    return WorkerPlan(node_name(name, "cpu"), queues or ("cpu",), concurrency or (os.cpu_count() or 1),
-                      {}, autoscale)
+    processes = concurrency or (os.cpu_count() or 1)
+    most = int(autoscale.split(",")[0]) if autoscale else processes
+    return WorkerPlan(node_name(name, "cpu"), queues or ("cpu",), processes,
+                      thread_env(most, threads), autoscale)
 
 
 def gpu_plan(devices: tuple[str, ...], name: str | None,
-             queues: tuple[str, ...] | None) -> list[WorkerPlan]:
+             queues: tuple[str, ...] | None, threads: int | None = None) -> list[WorkerPlan]:
     """The GPU pool: one single-process worker per device, pinned with CUDA_VISIBLE_DEVICES."""
     base = (name or "gpu").split("@")[0]
+    cpu_threads = thread_env(len(devices), threads)
     return [
         WorkerPlan(node_name(f"{base}{i}", base), queues or ("gpu",), 1,
                    {"CUDA_VISIBLE_DEVICES": dev, "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-                    "BIGMODEL_GPU_DEVICE": dev})
+                    "BIGMODEL_GPU_DEVICE": dev, **cpu_threads})
         for i, dev in enumerate(devices)
     ]
+
+
+def infer_plan(concurrency: int | None, name: str | None, threads: int | None = None) -> list[WorkerPlan]:
+    """The infer pool: serving processes (not Celery) that take the `infer` list in batches."""
+    count = max(1, concurrency or 1)
+    base = (name or "infer").split("@")[0]
+    env = thread_env(count, threads)
+    names = [base] if count == 1 else [f"{base}{i}" for i in range(count)]
+    return [WorkerPlan(node_name(n, base), ("infer",), 1, env) for n in names]
 
 
 def detect_gpus(settings: Settings) -> tuple[str, ...]:
@@ -84,6 +108,20 @@ def run_worker(plan: WorkerPlan, pool: str, settings: Settings, loglevel: str = 
                     bigmodel_gpus=[plan.env["CUDA_VISIBLE_DEVICES"]] if "CUDA_VISIBLE_DEVICES" in plan.env
                     else [])
     app.worker_main(argv=celery_argv(plan, loglevel))
+
+
+def run_serving(plans: list[WorkerPlan], settings: Settings, loglevel: str = "INFO") -> int:
+    """Run the infer pool: one serving process in this process, or a supervised child per plan."""
+    if len(plans) == 1:
+        os.environ.update(plans[0].env)  # before TensorFlow loads: it reads its thread counts once
+        logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from bigmodel.serving.server import serve
+
+        serve(settings, plans[0].name)
+        return 0
+    me = [sys.executable, "-m", "bigmodel.cli", "worker", "--pool", "infer", "--loglevel", loglevel]
+    warm = {"BIGMODEL_INFER_WARM": ",".join(settings.infer_warm)} if settings.infer_warm else {}
+    return supervise([([*me, "--name", plan.name], {**plan.env, **warm}) for plan in plans])
 
 
 def supervise(commands: list[tuple[list[str], dict[str, str]]], restart: bool = True) -> int:

@@ -57,17 +57,24 @@ def redis_command(url: str, data_dir: Path) -> list[str] | None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--cpu-workers", type=int, default=None, help="CPU pool processes (default: one per core)")
+@click.option("--infer-workers", type=int, default=1, show_default=True, help="serving processes (0: none)")
 @click.option("--gpu-workers", default="auto", show_default=True, help="'auto', or how many GPUs to use")
 @click.option("--redis-url", default=None, help="default: BIGMODEL_REDIS_URL")
 @click.option("--store", default=None, help="default: BIGMODEL_STORE_URL")
-def up(host: str, port: int, cpu_workers: int | None, gpu_workers: str, redis_url: str | None,
-       store: str | None) -> None:
+def up(host: str, port: int, cpu_workers: int | None, infer_workers: int, gpu_workers: str,
+       redis_url: str | None, store: str | None) -> None:
     """Run the API and the worker pools in the foreground; Ctrl-C stops them all."""
+    from bigmodel.threads import plan as plan_threads
     from workers.pools import detect_gpus, supervise
 
     settings = _settings(redis_url, store)
     _refuse_open_bind(host, settings)
-    env = {"BIGMODEL_REDIS_URL": settings.redis_url, "BIGMODEL_STORE_URL": settings.store_url}
+    gpus = detect_gpus(settings) if gpu_workers == "auto" else tuple(str(i) for i in range(int(gpu_workers)))
+    # Every pool shares this machine: split its cores over all their processes, not pool by pool.
+    share = plan_threads((cpu_workers or os.cpu_count() or 1) + infer_workers + len(gpus),
+                         override=settings.threads)
+    env = {"BIGMODEL_REDIS_URL": settings.redis_url, "BIGMODEL_STORE_URL": settings.store_url,
+           "BIGMODEL_THREADS": str(share.intra)}
     commands: list[tuple[list[str], dict[str, str]]] = []
     if not redis_answers(settings.redis_url):
         cmd = redis_command(settings.redis_url, Path("var/redis"))
@@ -80,9 +87,10 @@ def up(host: str, port: int, cpu_workers: int | None, gpu_workers: str, redis_ur
     commands.append(([*me, "api", "--host", host, "--port", str(port)], env))
     cpu = [*me, "worker", "--pool", "cpu"] + (["--concurrency", str(cpu_workers)] if cpu_workers else [])
     commands.append((cpu, env))
-    gpus = detect_gpus(settings) if gpu_workers == "auto" else tuple(str(i) for i in range(int(gpu_workers)))
     if gpus:
         commands.append(([*me, "worker", "--pool", "gpu"], {**env, "BIGMODEL_GPUS": ",".join(gpus)}))
+    if infer_workers > 0:
+        commands.append(([*me, "worker", "--pool", "infer", "--concurrency", str(infer_workers)], env))
     click.echo(f"bigmodel: API on http://{host}:{port}, cpu pool" + (f", gpu pool on {len(gpus)} GPU(s)"
                                                                     if gpus else " (no GPU found)"))
     sys.exit(supervise(commands))
@@ -110,37 +118,47 @@ def api(host: str, port: int, http_workers: int, threads: int) -> None:
 
 
 @click.command()
-@click.option("--pool", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
-@click.option("--concurrency", type=int, default=None, help="processes (cpu pool; default: one per core)")
+@click.option("--pool", type=click.Choice(["cpu", "gpu", "infer"]), default="cpu", show_default=True)
+@click.option("--concurrency", type=int, default=None,
+              help="processes (cpu pool: default one per core; infer pool: default 1)")
 @click.option("--autoscale", default=None, help="MAX,MIN processes (cpu pool)")
-@click.option("--name", default=None, help="node name (default: cpu@host / gpuN@host)")
+@click.option("--name", default=None, help="node name (default: cpu@host / gpuN@host / infer@host)")
 @click.option("--queues", default=None, help="comma-separated queues (default: the pool's)")
+@click.option("--warm", default=None, help="infer pool: models to load at start (tenant/name,...)")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--device", default=None, hidden=True)
 def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str | None,
-           queues: str | None, loglevel: str, device: str | None) -> None:
-    """Run a worker pool: prefork on CPU, or one pinned process per GPU."""
+           queues: str | None, warm: str | None, loglevel: str, device: str | None) -> None:
+    """Run a worker pool: prefork on CPU, one pinned process per GPU, or serving processes (infer)."""
     from workers.pools import (
         NO_GPU_EXIT,
         cpu_plan,
         detect_gpus,
         gpu_plan,
+        infer_plan,
         node_name,
+        run_serving,
         run_worker,
         supervise,
     )
 
     settings = Settings.from_env()
     qs = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
+    if pool == "infer" or (qs and "infer" in qs):
+        if pool != "infer" or (qs and qs != ("infer",)):
+            raise click.UsageError("the infer queue is served by `bigmodel worker --pool infer` alone")
+        if warm:
+            settings = settings.with_overrides(infer_warm=tuple(w for w in warm.split(",") if w))
+        sys.exit(run_serving(infer_plan(concurrency, name, settings.threads), settings, loglevel))
     if pool == "cpu":
-        run_worker(cpu_plan(concurrency, name, qs, autoscale), "cpu", settings, loglevel)
+        run_worker(cpu_plan(concurrency, name, qs, autoscale, settings.threads), "cpu", settings, loglevel)
         return
     devices = (device,) if device is not None else detect_gpus(settings)
     if not devices:
         click.echo("no GPU found (TensorFlow sees none and BIGMODEL_GPUS is unset): not starting a gpu pool",
                    err=True)
         sys.exit(NO_GPU_EXIT)
-    plans = gpu_plan(devices, name, qs)
+    plans = gpu_plan(devices, name, qs, settings.threads)
     if device is not None:
         run_worker(replace(plans[0], name=node_name(name, "gpu0")), "gpu", settings, loglevel)
         return
