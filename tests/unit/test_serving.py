@@ -221,3 +221,22 @@ def test_tfserving_bodies() -> None:
                 {"signature_name": "other", "instances": [[1]]}):
         with pytest.raises(InvalidRequest):
             codecs.decode_tfserving(bad)
+
+
+def test_every_inference_route_is_in_the_openapi_document(tmp_path) -> None:
+    import re
+
+    from api import create_app
+    from api.errors import speaks_inference_protocol
+    from api.openapi import document
+    from bigmodel.config import Settings
+
+    app = create_app(Settings(redis_url="redis://127.0.0.1:1/0", store_url=str(tmp_path)), celery=object())
+    paths = document()["paths"]
+    routes = [(method.lower(), re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule))
+              for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}
+              if speaks_inference_protocol(rule.rule)]
+    assert len(routes) == 12
+    for method, path in routes:
+        assert method in paths.get(path, {}), f"{method} {path} is not documented"
+        assert "InferenceError" in json.dumps(paths[path][method]["responses"]["4XX"])
