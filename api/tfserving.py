@@ -26,6 +26,7 @@ def predict(name: str, version: str | None = None, label: str | None = None) -> 
         raise InvalidRequest(f"version {version!r} is not a number; an alias goes under /labels/{{alias}}")
     ref = version if version is not None else (check_name(label, "label") if label is not None else None)
     meta = plane.resolve(tenant(), check_name(name, "model"), ref)
+    plane.check_body(request.content_length)
     decoded = codecs.decode_tfserving(_body())
     x = plane.check_features(meta, plane.encode_rows(meta, decoded.rows, decoded.columns))
     return jsonify(codecs.encode_tfserving(decoded, plane.infer(tenant(), name, meta, x)))

@@ -63,6 +63,7 @@ def infer(name: str, version: str | None = None) -> Any:
     """POST .../infer: JSON tensors or the binary tensor data extension, answered the same way."""
     plane = _plane()
     meta = plane.resolve(tenant(), check_name(name, "model"), version)
+    plane.check_body(request.content_length)
     decoded = codecs.decode_v2(request.get_data(cache=False), request.headers.get(codecs.HEADER_LENGTH))
     x = plane.check_features(meta, codecs.v2_features(decoded))
     y = plane.infer(tenant(), name, meta, x, decoded.timeout)

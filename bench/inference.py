@@ -55,16 +55,17 @@ def _timed(call: Callable[[], Any], n: int) -> float:
 
 
 @contextmanager
-def _environment(root: Path) -> Iterator[tuple[Stack, str, int]]:
+def _environment(root: Path, quick: bool) -> Iterator[tuple[Stack, str, int]]:
     """A private Redis and store with the model published; the API, the infer pool, a Celery worker."""
     server = RedisServer(root / "redis")
     server.start()
     store = root / "store"
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame(rng.normal(size=(2000, FEATURES)), columns=[f"f{i}" for i in range(FEATURES)])
+    frame = pd.DataFrame(rng.normal(size=(400 if quick else 2000, FEATURES)),
+                         columns=[f"f{i}" for i in range(FEATURES)])
     frame["label"] = (frame["f0"] + frame["f1"] > 0).astype(int)
     version, _, _ = publish(server.url, str(store), "default", MODEL, frame, "label", hidden=(64, 32),
-                            epochs=2)
+                            epochs=1 if quick else 2)
     stack = Stack(server, store)
     celery = None
     try:
@@ -150,6 +151,26 @@ def _batch_totals(client: redis.Redis) -> tuple[float, float]:
     return fields.get("|sum", 0.0), fields.get("|count", 0.0)
 
 
+def _interleaved(levels: dict[str, tuple[Callable[[int], Any], int, int]], client: redis.Redis,
+                 seconds: float, rounds: int) -> tuple[dict[str, Load], dict[str, float]]:
+    """Each level for `seconds` in all, in `rounds` slices taken in turn, so that every level sees the
+    same mix of quiet and busy moments of a shared machine; also each level's mean batch size."""
+    for call, clients, _ in levels.values():
+        drive(call, clients, total=clients * 5)  # connections open, workers and models warm
+    parts: dict[str, list[Load]] = {label: [] for label in levels}
+    gathered = {label: [0.0, 0.0] for label in levels}
+    for _ in range(rounds):
+        for label, (call, clients, _) in levels.items():
+            before = _batch_totals(client)
+            parts[label].append(drive(call, clients, seconds=seconds / rounds))
+            for i, (now, then) in enumerate(zip(_batch_totals(client), before, strict=True)):
+                gathered[label][i] += now - then
+    loads = {label: Load([t for p in ps for t in p.latencies], sum(p.errors for p in ps),
+                         sum(p.seconds for p in ps), [e for p in ps for e in p.error_samples][:5])
+             for label, ps in parts.items()}
+    return loads, {label: (s / n if n else 0.0) for label, (s, n) in gathered.items()}
+
+
 def _load_figures(name: str, load: Load, note: str = "") -> list[Figure]:
     errors = f"{load.errors} errors" + (f" ({load.error_samples[0]})" if load.error_samples else "")
     return [Figure(f"inference.{name}.rps", "requests/s", load.rate, note=f"{errors}. {note}".strip()),
@@ -160,9 +181,9 @@ def _load_figures(name: str, load: Load, note: str = "") -> list[Figure]:
 
 def run(quick: bool) -> list[Figure]:
     """Every row of the table, then the targets as ratios of rows from this run."""
-    seconds = 2.0 if quick else 15.0
+    seconds = 1.0 if quick else 15.0
     figures: list[Figure] = []
-    with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp)) as (stack, store_url, version):
+    with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp), quick) as (stack, store_url, version):
         os.environ["BIGMODEL_REDIS_URL"] = stack.redis.url
         os.environ["BIGMODEL_STORE_URL"] = store_url
         from bench import inference_tasks
@@ -181,35 +202,33 @@ def run(quick: bool) -> list[Figure]:
                     Figure("inference.inprocess_compiled_b128", "rows/s", 128 / compiled_128)]
 
         inference_tasks.noop.delay().get(timeout=120)  # the Celery worker is up
-        noop = lambda i: inference_tasks.noop.delay().get(timeout=60)  # noqa: E731
-        celery = {c: drive(noop, c, seconds=seconds, warmup=5) for c in (1, 16)}
-        for clients, load in celery.items():
-            figures += _load_figures(f"celery_noop_c{clients}", load, f"{PROCESSES} Celery processes")
         naive_call = lambda i: inference_tasks.naive_predict.delay(  # noqa: E731
             "default", folder, rows[i % len(rows)].tolist()).get(timeout=300)
         naive = drive(naive_call, 16, total=4 if quick else 48, warmup=2)
         figures += _load_figures("naive_queue_predict_c16", naive, "load + model.predict per task")
 
-        client = redis.Redis.from_url(stack.redis.url)
+        noop = lambda i: inference_tasks.noop.delay().get(timeout=60)  # noqa: E731
         infer, predict = f"/v2/models/{MODEL}/infer", f"/v1/models/{MODEL}:predict"
         v2 = _http_caller(stack.url, infer, _v2_bodies(rows))
-        loads: dict[str, Load] = {}
-        for label, call, clients in (
-            ("v2_c1", v2, 1), ("v2_c16", v2, 16), ("v2_c64", v2, 64),
-            ("v2_json_c16", _http_caller(stack.url, infer, _json_bodies(rows, False)), 16),
-            ("tfserving_c16", _http_caller(stack.url, predict, _json_bodies(rows, True)), 16),
-            ("v2_rows128_c16", _http_caller(stack.url, infer, _v2_bodies(rows, 128)), 16),
-        ):
-            drive(call, clients, total=clients * 5)  # connections open, models loaded
-            sums_before = _batch_totals(client)
-            load = loads[label] = drive(call, clients, seconds=seconds)
-            total, passes = (a - b for a, b in zip(_batch_totals(client), sums_before, strict=True))
-            per = 128 if "rows128" in label else 1
+        levels: dict[str, tuple[Callable[[int], Any], int, int]] = {
+            "celery_noop_c1": (noop, 1, 1), "celery_noop_c16": (noop, 16, 1),
+            "v2_c1": (v2, 1, 1), "v2_c16": (v2, 16, 1), "v2_c64": (v2, 64, 1),
+            "v2_json_c16": (_http_caller(stack.url, infer, _json_bodies(rows, False)), 16, 1),
+            "tfserving_c16": (_http_caller(stack.url, predict, _json_bodies(rows, True)), 16, 1),
+            "v2_rows128_c16": (_http_caller(stack.url, infer, _v2_bodies(rows, 128)), 16, 128),
+        }
+        loads, batches = _interleaved(levels, redis.Redis.from_url(stack.redis.url), seconds,
+                                      rounds=1 if quick else 3)
+        for label, (_, _, per) in levels.items():
+            load = loads[label]
+            if label.startswith("celery"):
+                figures += _load_figures(label, load, f"{PROCESSES} Celery processes")
+                continue
             figures += _load_figures(label, load, f"{PROCESSES} serving processes, {per} row(s) a request")
             figures.append(Figure(f"inference.{label}.rows", "rows/s", load.rate * per))
-            figures.append(Figure(f"inference.{label}.mean_batch", "requests/pass",
-                                  total / passes if passes else 0.0))
+            figures.append(Figure(f"inference.{label}.mean_batch", "requests/pass", batches[label]))
 
+    celery = {1: loads["celery_noop_c1"], 16: loads["celery_noop_c16"]}
     c1, c16, c64 = loads["v2_c1"], loads["v2_c16"], loads["v2_c64"]
     floor = celery[1].p50 + compiled_1 * 1000
     scaling = Figure("inference.target.v2_c64_vs_c16", "x", c64.rate, c16.rate, 0.9,

@@ -1,4 +1,4 @@
-"""Start worker pools: a prefork CPU pool, or one pinned child per GPU."""
+"""Start worker pools: a prefork CPU pool, one pinned child per GPU, or the infer pool's serving processes."""
 
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ class Registry:
 
     def serving_meta(self, name: str, version: int | str | None = "latest") -> dict[str, Any]:
         """What serving needs of a version (number, task, transform), resolved per call against Redis."""
-        number = self._resolve_fast(name, version)
+        number = self.resolve_number(name, version)
         raw = self.r.hget(self._key(name, "serving"), str(number))
         if raw is not None:
             return json.loads(raw)  # type: ignore[no-any-return]
@@ -91,7 +91,7 @@ class Registry:
         self._index(name, [record])
         return {k: record.get(k) for k in SERVING_FIELDS}
 
-    def _resolve_fast(self, name: str, version: int | str | None) -> int:
+    def resolve_number(self, name: str, version: int | str | None) -> int:
         """A version number from a number, 'latest' or an alias, reading Redis (the store only on a miss)."""
         check_name(name)
         if isinstance(version, int) or (isinstance(version, str) and version.isdigit()):

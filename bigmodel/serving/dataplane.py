@@ -16,13 +16,22 @@ import redis
 
 from bigmodel.config import Settings
 from bigmodel.connections import redis_client
-from bigmodel.errors import AnswerTimeout, BigModelError, InvalidRequest, NotFound, ServiceUnavailable
+from bigmodel.errors import (
+    AnswerTimeout,
+    BigModelError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from bigmodel.ml import transform as encoding
 from bigmodel.ml.registry import Registry
 from bigmodel.serving.queue import InferQueue
 from bigmodel.store import Store
 
 META_CACHE_SIZE = 1024
+# A request crosses Redis whole (as base64): bigger inputs belong in a `predict` job on a dataset.
+MAX_BODY_BYTES = 64 * 1024 * 1024
 _BY_STATUS: dict[int, type[BigModelError]] = {400: InvalidRequest, 404: NotFound, 503: ServiceUnavailable}
 
 
@@ -53,6 +62,12 @@ class DataPlane:
         self._meta: OrderedDict[tuple[str, str, int], dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
 
+    def check_body(self, length: int | None) -> None:
+        """413 for a body over MAX_BODY_BYTES, before it is read."""
+        if length is not None and length > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the body is {length} bytes; online inference takes at most "
+                                  f"{MAX_BODY_BYTES} (use a predict job on a dataset for more)")
+
     def ready(self) -> bool:
         """Whether a serving process is online (Redis answering is implied)."""
         return self.queue.servers() > 0
@@ -63,18 +78,23 @@ class DataPlane:
             raise ServiceUnavailable("no serving process is online (start `bigmodel worker --pool infer`)")
 
     def resolve(self, tenant: str, name: str, version: str | int | None) -> dict[str, Any]:
-        """The serving metadata of a version number, alias or `latest` (None); 404 when there is none."""
+        """The serving metadata of a version number, alias or `latest` (None); 404 when there is none.
+
+        An alias or `latest` costs one Redis round trip (it may have moved); a number none once seen.
+        """
+        registry = Registry(self.r, self.store, tenant)
         ref = "latest" if version in (None, "") else version
-        if isinstance(ref, str) and ref.isdigit():
-            ref = int(ref)
-        if isinstance(ref, int):
-            with self._lock:
-                cached = self._meta.get((tenant, name, ref))
-            if cached is not None:
-                return cached
-        meta = Registry(self.r, self.store, tenant).serving_meta(name, ref)
+        if isinstance(ref, int) or str(ref).isdigit():
+            number = int(ref)
+        else:
+            number = registry.resolve_number(name, ref)
         with self._lock:
-            self._meta[(tenant, name, int(meta["version"]))] = meta
+            cached = self._meta.get((tenant, name, number))
+        if cached is not None:
+            return cached
+        meta = registry.serving_meta(name, number)
+        with self._lock:
+            self._meta[(tenant, name, number)] = meta
             while len(self._meta) > META_CACHE_SIZE:
                 self._meta.popitem(last=False)
         return meta

@@ -240,3 +240,18 @@ def test_every_inference_route_is_in_the_openapi_document(tmp_path) -> None:
     for method, path in routes:
         assert method in paths.get(path, {}), f"{method} {path} is not documented"
         assert "InferenceError" in json.dumps(paths[path][method]["responses"]["4XX"])
+
+
+def test_inference_bodies_are_bounded_before_they_are_read(tmp_path) -> None:
+    import redis
+
+    from bigmodel.config import Settings
+    from bigmodel.errors import PayloadTooLarge
+    from bigmodel.serving.dataplane import MAX_BODY_BYTES, DataPlane
+    from bigmodel.store import Store
+
+    plane = DataPlane(redis.Redis(), Store(str(tmp_path)), Settings())
+    plane.check_body(MAX_BODY_BYTES)
+    plane.check_body(None)
+    with pytest.raises(PayloadTooLarge, match="predict job"):
+        plane.check_body(MAX_BODY_BYTES + 1)
