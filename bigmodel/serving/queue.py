@@ -145,7 +145,7 @@ class InferQueue:
         """Up to `max_items` requests, oldest first: what waits now, else the next one to come (up to
         `block` s); then stragglers for up to `max_wait` s more."""
         # Under load the list is rarely empty: one RPOP takes a whole batch in one round trip.
-        items: list[bytes] = self.r.rpop(QUEUE_KEY, max_items) or []
+        items: list[Any] = self.r.rpop(QUEUE_KEY, max_items) or []  # type: ignore[assignment]
         if not items:
             first = self.r.brpop([QUEUE_KEY], timeout=block)
             if first is None:
@@ -161,9 +161,9 @@ class InferQueue:
             self._drain(items, max_items)
         return items
 
-    def _drain(self, items: list[bytes], max_items: int) -> None:
+    def _drain(self, items: list[Any], max_items: int) -> None:
         if len(items) < max_items:
-            items.extend(self.r.rpop(QUEUE_KEY, max_items - len(items)) or [])
+            items.extend(self.r.rpop(QUEUE_KEY, max_items - len(items)) or [])  # type: ignore[arg-type]
 
     def answer(self, replies: list[tuple[InferRequest, InferReply]], pipe: Any) -> None:
         """Queue every reply in `pipe` (the caller executes it with its metrics: one round trip)."""
