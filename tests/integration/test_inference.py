@@ -298,8 +298,11 @@ def test_no_serving_process_online_is_503_with_retry_after(served: Served) -> No
         assert ready.status_code == 503 and ready.headers["Retry-After"]
         assert "infer" not in requests.get(f"{url}/readyz", timeout=10).json()["pools"]
     finally:
-        stack.spawn("worker", "--pool", "infer", "--loglevel", "WARNING", log="infer.log")
+        stack.spawn("worker", "--pool", "infer", "--loglevel", "WARNING", "--warm", "acme/plain,acme/nope",
+                    log="infer.log")
         stack.wait_ready(("infer",))
+    # Warmed before it said it was online: the model is loaded before any request asks for it.
+    assert _infer_info(served)["models"] == ["acme/plain/1"]
     r = requests.post(f"{url}/v1/models/plain:predict", json={"instances": [[0.0] * 6]}, headers=A,
                       timeout=30)
     assert r.status_code == 200
