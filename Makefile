@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean bench bench-quick browser
+.PHONY: install run test lint clean bench bench-quick bench-inference browser
 
 $(STAMP): pyproject.toml
 	@echo "installing bigmodel and its dependencies into $(VENV) (TensorFlow is large: a few minutes the first time)"
@@ -31,6 +31,9 @@ bench: $(STAMP)  ## every benchmark in bench/ -> bench/results/latest.json and l
 
 bench-quick: $(STAMP)  ## a tiny smoke run of every benchmark (results under var/)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run --quick --out var/bench-quick
+
+bench-inference: $(STAMP)  ## online inference against its baselines (a few minutes on 2 cores)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run --only inference --out bench/results/inference
 
 lint: $(STAMP)  ## ruff, bandit over the code, pip-audit over the installed environment
 	$(VENV)/bin/ruff check bigmodel api workers tests bench

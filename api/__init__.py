@@ -11,7 +11,7 @@ from bigmodel.config import Settings
 
 def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask:
     """Build the API for these settings (read from the environment when not given)."""
-    from api import auth, dashboard, datasets, errors, health, jobs, models, openapi, services
+    from api import auth, dashboard, datasets, errors, health, jobs, models, openapi, services, tfserving, v2
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask
     app.extensions["bigmodel"] = s
     errors.register(app)
     auth.register(app, settings)
-    for bp in (health.bp, datasets.bp, jobs.bp, models.bp, openapi.bp, dashboard.bp):
+    for bp in (health.bp, datasets.bp, jobs.bp, models.bp, openapi.bp, v2.bp, tfserving.bp, dashboard.bp):
         app.register_blueprint(bp)
 
     @app.after_request

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import redis
-from flask import Flask, Response, json
+from flask import Flask, Response, has_request_context, json, request
 from werkzeug.exceptions import HTTPException
 
 from bigmodel.errors import BigModelError, ValidationFailed
@@ -14,11 +14,20 @@ from bigmodel.errors import BigModelError, ValidationFailed
 log = logging.getLogger(__name__)
 
 
+def speaks_inference_protocol(path: str) -> bool:
+    """Whether a path belongs to KServe V2 or TF Serving's :predict, whose errors are {"error": "..."}."""
+    return path == "/v2" or path.startswith("/v2/") or (path.startswith("/v1/models/")
+                                                        and path.endswith(":predict"))
+
+
 def problem(status: int, title: str, detail: str, type_: str = "about:blank",
             headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    """A problem+json response."""
-    body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
-    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
+    """A problem+json response (or the inference protocols' {"error": detail} on their routes)."""
+    if has_request_context() and speaks_inference_protocol(request.path):
+        response = Response(json.dumps({"error": detail}), status=status, mimetype="application/json")
+    else:
+        body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+        response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 import bigmodel
+from api.errors import speaks_inference_protocol
 from bigmodel import schemas
 from bigmodel.jobs.jobtypes import JOB_TYPES
 
@@ -15,6 +16,33 @@ bp = Blueprint("openapi", __name__)
 PROBLEM = {"description": "problem+json", "content": {"application/problem+json": {
     "schema": {"$ref": "#/components/schemas/Problem"}}}}
 JSON_OK = {"content": {"application/json": {"schema": {"type": "object"}}}}
+INFER_ERROR = {"description": "{\"error\": \"...\"} as the inference protocols answer errors",
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InferenceError"}}}}
+V2_TENSOR = {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+    "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+    "datatype": {"type": "string"}, "data": {"type": "array"},
+    "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer"},
+                                                    "binary_data": {"type": "boolean"}}}}}
+# Request bodies of the inference protocols (their own formats, not pydantic schemas).
+PROTOCOL_SCHEMAS: dict[str, Any] = {
+    "InferenceError": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "V2InferRequest": {
+        "type": "object", "required": ["inputs"],
+        "description": "Open Inference Protocol request: one input 'features' FP32 [-1, n]. With the binary "
+                       "tensor data extension the JSON is followed by raw little-endian tensors and its "
+                       "length is sent in Inference-Header-Content-Length.",
+        "properties": {"id": {"type": "string"}, "inputs": {"type": "array", "items": V2_TENSOR},
+                       "outputs": {"type": "array", "items": {"type": "object"}},
+                       "parameters": {"type": "object", "properties": {
+                           "binary_data_output": {"type": "boolean"},
+                           "timeout": {"type": "integer", "description": "microseconds"}}}}},
+    "TFServingPredict": {
+        "type": "object",
+        "description": "TF Serving REST: 'instances' (rows as lists in column order or objects keyed by "
+                       "column) or 'inputs' (rows, or an object of columns).",
+        "properties": {"instances": {"type": "array"}, "inputs": {"type": ["array", "object"]},
+                       "signature_name": {"type": "string"}}},
+}
 
 # (method, path, summary, request schema name or None, success status)
 ROUTES: list[tuple[str, str, str, str | None, str]] = [
@@ -36,6 +64,22 @@ ROUTES: list[tuple[str, str, str, str | None, str]] = [
     ("get", "/v1/models", "List models", None, "200"),
     ("get", "/v1/models/{name}", "A model with versions, aliases and alias history", None, "200"),
     ("post", "/v1/models/{name}/aliases/{alias}", "Move an alias", "AliasMove", "200"),
+    ("post", "/v1/models/{name}:predict", "TF Serving predict with the latest version", "TFServingPredict",
+     "200"),
+    ("post", "/v1/models/{name}/versions/{version}:predict", "TF Serving predict with a version",
+     "TFServingPredict", "200"),
+    ("post", "/v1/models/{name}/labels/{label}:predict", "TF Serving predict with an alias (production)",
+     "TFServingPredict", "200"),
+    ("get", "/v2", "Open Inference Protocol: server metadata and extensions", None, "200"),
+    ("get", "/v2/health/live", "V2 liveness (public)", None, "200"),
+    ("get", "/v2/health/ready", "V2 readiness: a serving process is online (public)", None, "200"),
+    ("get", "/v2/models/{name}", "V2 model metadata (latest version): inputs, outputs, shapes", None, "200"),
+    ("get", "/v2/models/{name}/versions/{version}", "V2 model metadata of a version or alias", None, "200"),
+    ("get", "/v2/models/{name}/ready", "V2 model readiness", None, "200"),
+    ("get", "/v2/models/{name}/versions/{version}/ready", "V2 readiness of a version", None, "200"),
+    ("post", "/v2/models/{name}/infer", "V2 inference with the latest version", "V2InferRequest", "200"),
+    ("post", "/v2/models/{name}/versions/{version}/infer", "V2 inference with a version", "V2InferRequest",
+     "200"),
 ]
 
 
@@ -64,6 +108,7 @@ def document() -> dict[str, Any]:
                    "properties": {"file": {"type": "string", "format": "binary"},
                                   "name": {"type": "string"}}},
     }
+    components.update(PROTOCOL_SCHEMAS)
     for model in (schemas.JobSubmission, schemas.AliasMove):
         components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
     for job_type in JOB_TYPES.values():
@@ -77,8 +122,11 @@ def document() -> dict[str, Any]:
             components.setdefault(name, sub)
     paths: dict[str, Any] = {}
     for method, path, summary, body, status in ROUTES:
+        error = INFER_ERROR if speaks_inference_protocol(path) else PROBLEM
         op: dict[str, Any] = {"summary": summary, "responses": {status: {"description": "OK", **JSON_OK},
-                                                                "4XX": PROBLEM, "503": PROBLEM}}
+                                                                "4XX": error, "503": error}}
+        if path.endswith("infer") or path.endswith(":predict"):
+            op["responses"]["504"] = error
         params = [seg.strip("{}") for seg in path.split("/") if seg.startswith("{")]
         if params:
             op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}

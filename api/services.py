@@ -16,6 +16,7 @@ from bigmodel.jobs.records import Jobs
 from bigmodel.jobs.waiting import RecentWorkers
 from bigmodel.ml.datasets import Datasets
 from bigmodel.ml.registry import Registry
+from bigmodel.serving.dataplane import DataPlane
 from bigmodel.store import Store
 
 
@@ -31,6 +32,7 @@ class Services:
     celery: Any
     queues: Queues
     recent_workers: RecentWorkers
+    dataplane: DataPlane
 
     def datasets(self, tenant: str) -> Datasets:
         """The tenant's datasets."""
@@ -52,7 +54,7 @@ def build(settings: Settings, celery: Any = None) -> Services:
     jobs = Jobs(client, store, job_ttl=settings.job_ttl_seconds, event_limit=settings.event_limit)
     presence = Presence(client)
     return Services(settings, client, store, jobs, presence, celery, Queues(client, jobs.key),
-                    RecentWorkers(presence))
+                    RecentWorkers(presence), DataPlane(client, store, settings))
 
 
 def services() -> Services:

@@ -103,6 +103,14 @@ class Settings:
     cache_bytes: int = 10 * 2**30  # 0 turns the cache off
     gpus_per_process: int = 1
     mixed_precision: str = "auto"  # "auto": float16 compute on GPUs of compute capability >= 7.0; "off"
+    # Online inference (docs/inference.md): the wait for an answer, micro-batching, the model cache.
+    infer_timeout: float = 30.0
+    infer_max_batch: int = 64
+    infer_max_wait_ms: float = 2.0
+    infer_warm: tuple[str, ...] = ()  # "tenant/model" or "model" (default tenant) to load at start
+    model_cache_items: int = 8
+    model_cache_mb: int = 1024
+    threads: int | None = None  # math threads per process; None: cores / processes of the pool
 
     @property
     def visibility_timeout(self) -> int:
@@ -185,4 +193,24 @@ class Settings:
             cache_bytes=_int(env, "BIGMODEL_CACHE_BYTES", 10 * 2**30),
             gpus_per_process=per_process,
             mixed_precision=mixed,
+            **_serving_settings(env),
         )
+
+
+def _serving_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The online-inference and thread knobs, checked."""
+    out = {
+        "infer_timeout": _float(env, "BIGMODEL_INFER_TIMEOUT", 30.0),
+        "infer_max_batch": _int(env, "BIGMODEL_INFER_MAX_BATCH", 64),
+        "infer_max_wait_ms": _float(env, "BIGMODEL_INFER_MAX_WAIT_MS", 2.0),
+        "infer_warm": tuple(w.strip() for w in env.get("BIGMODEL_INFER_WARM", "").split(",") if w.strip()),
+        "model_cache_items": _int(env, "BIGMODEL_MODEL_CACHE_ITEMS", 8),
+        "model_cache_mb": _int(env, "BIGMODEL_MODEL_CACHE_MB", 1024),
+        "threads": _int(env, "BIGMODEL_THREADS", 0) or None,
+    }
+    if out["infer_timeout"] <= 0 or out["infer_max_batch"] < 1 or out["infer_max_wait_ms"] < 0:
+        raise ConfigError("BIGMODEL_INFER_TIMEOUT must be > 0, BIGMODEL_INFER_MAX_BATCH >= 1 and "
+                          "BIGMODEL_INFER_MAX_WAIT_MS >= 0")
+    if out["model_cache_items"] < 1 or out["model_cache_mb"] < 1:
+        raise ConfigError("BIGMODEL_MODEL_CACHE_ITEMS and BIGMODEL_MODEL_CACHE_MB must be at least 1")
+    return out

@@ -108,6 +108,15 @@ class ServiceUnavailable(BigModelError):
     retryable = True
 
 
+class AnswerTimeout(BigModelError):
+    """A synchronous request (online inference) got no answer within its timeout."""
+
+    status = 504
+    title = "Gateway timeout"
+    code = "timeout"
+    retryable = True
+
+
 class StoreError(ServiceUnavailable):
     """The store could not be read or written."""
 

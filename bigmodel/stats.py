@@ -142,6 +142,26 @@ class RedisMetrics:
         if pipe is None:
             target.execute()
 
+    def observe_many(self, name: str, values: list[float], labels: Mapping[str, str] | None = None,
+                     pipe: Any = None) -> None:
+        """Add many observations to a histogram with one command per bucket touched (a batch's latencies)."""
+        if not values:
+            return
+        family = FAMILIES[name]
+        target = pipe if pipe is not None else self.r.pipeline(transaction=False)
+        base = _label_key(family, labels or {})
+        counts: dict[float, int] = {}
+        for value in values:
+            bucket = next((b for b in family.buckets if value <= b), math.inf)
+            counts[bucket] = counts.get(bucket, 0) + 1
+        key = self.key(family)
+        for bucket, count in counts.items():
+            target.hincrby(key, f"{base}|le={bucket}", count)
+        target.hincrby(key, f"{base}|count", len(values))
+        target.hincrbyfloat(key, f"{base}|sum", float(sum(values)))
+        if pipe is None:
+            target.execute()
+
     def read(self) -> dict[str, dict[str, float]]:
         """Every family's raw fields (one pipelined round trip)."""
         pipe = self.r.pipeline(transaction=False)

@@ -97,6 +97,8 @@ class Stack:
         if "cpu" in pools:
             self.spawn("worker", "--pool", "cpu", "--concurrency", str(cpu_workers), "--loglevel", "WARNING",
                        log="worker.log")
+        if "infer" in pools:
+            self.spawn("worker", "--pool", "infer", "--loglevel", "WARNING", log="infer.log")
         self.wait_ready(pools, timeout)
 
     def wait_ready(self, pools: tuple[str, ...] = ("cpu",), timeout: float = 120) -> dict:

@@ -1,7 +1,8 @@
-"""Start worker pools: a prefork CPU pool, or one pinned child per GPU."""
+"""Start worker pools: a prefork CPU pool, one pinned child per GPU, or the infer pool's serving processes."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from celery.exceptions import SecurityWarning
 
+from bigmodel import threads as thread_rule
 from bigmodel.config import Settings
 from bigmodel.jobs.jobtypes import gpu_queue
 
@@ -36,15 +38,27 @@ def node_name(name: str | None, default: str) -> str:
     return name if "@" in name else f"{name}@{socket.gethostname()}"
 
 
+def thread_env(processes: int, threads: int | None = None) -> dict[str, str]:
+    """The math-thread environment of one of `processes` processes (see bigmodel.threads).
+
+    BIGMODEL_THREADS carries the share too, so a child that plans for itself alone (a GPU or serving
+    child started by its supervisor) arrives at the same numbers.
+    """
+    plan = thread_rule.plan(processes, override=threads)
+    return {**plan.env(), "BIGMODEL_THREADS": str(plan.intra)}
+
+
 def cpu_plan(concurrency: int | None, name: str | None, queues: tuple[str, ...] | None,
-             autoscale: str | None = None) -> WorkerPlan:
+             autoscale: str | None = None, threads: int | None = None) -> WorkerPlan:
     """The CPU pool: one prefork worker, a process per core unless told otherwise."""
-    return WorkerPlan(node_name(name, "cpu"), queues or ("cpu",), concurrency or (os.cpu_count() or 1),
-                      {}, autoscale)
+    processes = concurrency or (os.cpu_count() or 1)
+    most = int(autoscale.split(",")[0]) if autoscale else processes
+    return WorkerPlan(node_name(name, "cpu"), queues or ("cpu",), processes,
+                      thread_env(most, threads), autoscale)
 
 
 def gpu_plan(devices: tuple[str, ...], name: str | None, queues: tuple[str, ...] | None,
-             per_process: int = 1) -> list[WorkerPlan]:
+             per_process: int = 1, threads: int | None = None) -> list[WorkerPlan]:
     """The GPU pool: one single-process worker per `per_process` devices, pinned with CUDA_VISIBLE_DEVICES.
 
     Each process takes the queue for its device count (`gpu`, `gpu2`...) and is named for its devices
@@ -53,13 +67,24 @@ def gpu_plan(devices: tuple[str, ...], name: str | None, queues: tuple[str, ...]
     """
     base = (name or "gpu").split("@")[0]
     groups = [devices[i:i + per_process] for i in range(0, len(devices), per_process)]
+    cpu_threads = thread_env(len(groups), threads)
     return [
         WorkerPlan(node_name(f"{base}{'-'.join(group)}", base), queues or (gpu_queue(len(group)),), 1,
                    {"CUDA_VISIBLE_DEVICES": ",".join(group), "BIGMODEL_GPU_DEVICE": ",".join(group),
                     # Grow GPU memory on demand (TF) and do not grab it all up front (JAX).
-                    "TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"})
+                    "TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+                    **cpu_threads})
         for group in groups
     ]
+
+
+def infer_plan(concurrency: int | None, name: str | None, threads: int | None = None) -> list[WorkerPlan]:
+    """The infer pool: serving processes (not Celery) that take the `infer` list in batches."""
+    count = max(1, concurrency or 1)
+    base = (name or "infer").split("@")[0]
+    env = thread_env(count, threads)
+    names = [base] if count == 1 else [f"{base}{i}" for i in range(count)]
+    return [WorkerPlan(node_name(n, base), ("infer",), 1, env) for n in names]
 
 
 def detect_gpus(settings: Settings) -> tuple[str, ...]:
@@ -98,6 +123,20 @@ def run_worker(plan: WorkerPlan, pool: str, settings: Settings, loglevel: str = 
     if quiet:
         warnings.filterwarnings("ignore", category=SecurityWarning)  # running as root, as containers do
     app.worker_main(argv=(["--quiet"] if quiet else []) + celery_argv(plan, loglevel))
+
+
+def run_serving(plans: list[WorkerPlan], settings: Settings, loglevel: str = "INFO") -> int:
+    """Run the infer pool: one serving process in this process, or a supervised child per plan."""
+    if len(plans) == 1:
+        os.environ.update(plans[0].env)  # before TensorFlow loads: it reads its thread counts once
+        logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from bigmodel.serving.server import serve
+
+        serve(settings, plans[0].name)
+        return 0
+    me = [sys.executable, "-m", "bigmodel.cli", "worker", "--pool", "infer", "--loglevel", loglevel]
+    warm = {"BIGMODEL_INFER_WARM": ",".join(settings.infer_warm)} if settings.infer_warm else {}
+    return supervise([([*me, "--name", plan.name], {**plan.env, **warm}) for plan in plans])
 
 
 def supervise(commands: list[tuple[list[str], dict[str, str]]], restart: bool = True) -> int:

@@ -66,13 +66,15 @@ QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--cpu-workers", type=int, default=None,
               help="CPU pool processes (default: one per core; 0: no CPU pool)")
+@click.option("--infer-workers", type=int, default=1, show_default=True, help="serving processes (0: none)")
 @click.option("--gpu-workers", default="auto", show_default=True, help="'auto', or how many GPUs to use")
 @click.option("--redis-url", default=None, help="default: BIGMODEL_REDIS_URL")
 @click.option("--store", default=None, help="default: BIGMODEL_STORE_URL")
 @click.option("-v", "--verbose", is_flag=True, help="show TensorFlow, Celery and gunicorn logs too")
-def up(host: str, port: int, cpu_workers: int | None, gpu_workers: str, redis_url: str | None,
-       store: str | None, verbose: bool) -> None:
+def up(host: str, port: int, cpu_workers: int | None, infer_workers: int, gpu_workers: str,
+       redis_url: str | None, store: str | None, verbose: bool) -> None:
     """Run the API and the worker pools in the foreground; Ctrl-C stops them all."""
+    from bigmodel.threads import plan as plan_threads
     from workers.pools import detect_gpus, supervise
 
     settings = _settings(redis_url, store)
@@ -84,6 +86,11 @@ def up(host: str, port: int, cpu_workers: int | None, gpu_workers: str, redis_ur
     quiet = [] if verbose else ["--loglevel", "WARNING"]
     env = {"BIGMODEL_REDIS_URL": settings.redis_url, "BIGMODEL_STORE_URL": settings.store_url,
            **({} if verbose else QUIET_ENV)}
+    gpus = detect_gpus(settings) if gpu_workers == "auto" else tuple(str(i) for i in range(int(gpu_workers)))
+    cpu_processes = (os.cpu_count() or 1) if cpu_workers is None else cpu_workers
+    # Every pool shares this machine: split its cores over all their processes, not pool by pool.
+    share = plan_threads(max(1, cpu_processes + infer_workers + len(gpus)), override=settings.threads)
+    env["BIGMODEL_THREADS"] = str(share.intra)
     commands: list[tuple[list[str], dict[str, str]]] = []
     redis_note = "already running"
     if not redis_answers(settings):
@@ -100,12 +107,15 @@ def up(host: str, port: int, cpu_workers: int | None, gpu_workers: str, redis_ur
         sized = ["--concurrency", str(cpu_workers)] if cpu_workers else []
         commands.append(([*me, "worker", "--pool", "cpu", *quiet, *sized], env))
         pools.append(f"cpu ({cpu_workers or os.cpu_count()} processes)")
-    gpus = detect_gpus(settings) if gpu_workers == "auto" else tuple(str(i) for i in range(int(gpu_workers)))
     if gpus:
         commands.append(([*me, "worker", "--pool", "gpu", *quiet], {**env, "BIGMODEL_GPUS": ",".join(gpus)}))
         pools.append(f"gpu ({len(gpus)} GPU{'s' if len(gpus) > 1 else ''})")
     elif gpu_workers == "auto":
         pools.append("no gpu pool (no GPU found)")
+    if infer_workers > 0:
+        serving = [*me, "worker", "--pool", "infer", "--concurrency", str(infer_workers), *quiet]
+        commands.append((serving, env))
+        pools.append(f"infer ({infer_workers} serving process{'es' if infer_workers > 1 else ''})")
     if cpu_workers == 0 and not gpus:
         pools.insert(0, "none: jobs wait until a worker joins")
     click.echo("\n".join((
@@ -147,24 +157,29 @@ def api(host: str, port: int, http_workers: int, threads: int, quiet: bool) -> N
 
 
 @click.command()
-@click.option("--pool", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True)
-@click.option("--concurrency", type=int, default=None, help="processes (cpu pool; default: one per core)")
+@click.option("--pool", type=click.Choice(["cpu", "gpu", "infer"]), default="cpu", show_default=True)
+@click.option("--concurrency", type=int, default=None,
+              help="processes (cpu pool: default one per core; infer pool: default 1)")
 @click.option("--autoscale", default=None, help="MAX,MIN processes (cpu pool)")
-@click.option("--name", default=None, help="node name (default: cpu@host / gpuN@host)")
+@click.option("--name", default=None, help="node name (default: cpu@host / gpuN@host / infer@host)")
 @click.option("--queues", default=None, help="comma-separated queues (default: the pool's)")
+@click.option("--warm", default=None, help="infer pool: models to load at start (tenant/name,...)")
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--gpus-per-process", type=click.IntRange(min=1), default=None,
               help="GPUs each gpu-pool process gets (default: BIGMODEL_GPUS_PER_PROCESS or 1)")
 @click.option("--device", default=None, hidden=True)
 def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str | None,
-           queues: str | None, loglevel: str, gpus_per_process: int | None, device: str | None) -> None:
-    """Run a worker pool: prefork on CPU, or one pinned process per GPU."""
+           queues: str | None, warm: str | None, loglevel: str, gpus_per_process: int | None,
+           device: str | None) -> None:
+    """Run a worker pool: prefork on CPU, one pinned process per GPU (or group), or serving processes."""
     from workers.pools import (
         NO_GPU_EXIT,
         cpu_plan,
         detect_gpus,
         gpu_plan,
+        infer_plan,
         node_name,
+        run_serving,
         run_worker,
         supervise,
     )
@@ -173,8 +188,14 @@ def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str 
     if loglevel.upper() not in ("DEBUG", "INFO"):
         drop_tensorflow_noise()
     qs = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
+    if pool == "infer" or (qs and "infer" in qs):
+        if pool != "infer" or (qs and qs != ("infer",)):
+            raise click.UsageError("the infer queue is served by `bigmodel worker --pool infer` alone")
+        if warm:
+            settings = settings.with_overrides(infer_warm=tuple(w for w in warm.split(",") if w))
+        sys.exit(run_serving(infer_plan(concurrency, name, settings.threads), settings, loglevel))
     if pool == "cpu":
-        run_worker(cpu_plan(concurrency, name, qs, autoscale), "cpu", settings, loglevel)
+        run_worker(cpu_plan(concurrency, name, qs, autoscale, settings.threads), "cpu", settings, loglevel)
         return
     devices = tuple(device.split(",")) if device is not None else detect_gpus(settings)
     if not devices:
@@ -182,10 +203,10 @@ def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str 
                    err=True)
         sys.exit(NO_GPU_EXIT)
     if device is not None:  # one child of the pool, given its devices
-        plan = gpu_plan(devices, name, qs, per_process=len(devices))[0]
+        plan = gpu_plan(devices, name, qs, per_process=len(devices), threads=settings.threads)[0]
         run_worker(replace(plan, name=node_name(name, "gpu0")), "gpu", settings, loglevel)
         return
-    plans = gpu_plan(devices, name, qs, gpus_per_process or settings.gpus_per_process)
+    plans = gpu_plan(devices, name, qs, gpus_per_process or settings.gpus_per_process, settings.threads)
     me = [sys.executable, "-m", "bigmodel.cli", "worker", "--pool", "gpu", "--loglevel", loglevel]
     commands = []
     for plan in plans:

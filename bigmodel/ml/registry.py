@@ -13,6 +13,9 @@ from bigmodel.names import check_name
 from bigmodel.store import Store
 
 RESERVED_ALIASES = frozenset({"latest"})
+# What serving needs of a version, kept in Redis so that resolving a request's version is one round trip.
+SERVING_FIELDS = ("version", "task", "transform", "created_at", "model_sha256")
+_COMPLETE = "complete"  # field of the serving hash: every stored version is indexed in Redis
 
 
 class Registry:
@@ -45,7 +48,65 @@ class Registry:
         record = {"version": version, "created_at": now_iso(), **meta}
         self.store.write_json(f"{self.version_dir(name, version)}/meta.json", record)
         self.r.sadd(f"{self.prefix}:models", name)
+        self._index(name, [record])
         return record
+
+    def _index(self, name: str, records: list[dict[str, Any]], complete: bool = False) -> None:
+        """Remember published versions in Redis: a sorted set of numbers and a hash of serving fields."""
+        pipe = self.r.pipeline(transaction=False)
+        for record in records:
+            number = int(record["version"])
+            pipe.zadd(self._key(name, "versions"), {str(number): number})
+            pipe.hset(self._key(name, "serving"), str(number),
+                      json.dumps({k: record.get(k) for k in SERVING_FIELDS}))
+        if complete:
+            pipe.hset(self._key(name, "serving"), _COMPLETE, 1)
+        pipe.execute()
+
+    def version_numbers(self, name: str) -> list[int]:
+        """Every published version number, oldest first, from Redis (rebuilt from the store once if lost)."""
+        check_name(name)
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hexists(self._key(name, "serving"), _COMPLETE)
+        pipe.zrange(self._key(name, "versions"), 0, -1)
+        complete, numbers = pipe.execute()
+        if not complete:
+            # Redis lost the index (or never saw these versions): the store is the system of record.
+            records = self.versions(name)
+            if records:  # an unknown name leaves no key behind
+                self._index(name, records, complete=True)
+            return [int(r["version"]) for r in records]
+        return [int(n) for n in numbers]
+
+    def serving_meta(self, name: str, version: int | str | None = "latest") -> dict[str, Any]:
+        """What serving needs of a version (number, task, transform), resolved per call against Redis."""
+        number = self.resolve_number(name, version)
+        raw = self.r.hget(self._key(name, "serving"), str(number))
+        if raw is not None:
+            return json.loads(raw)  # type: ignore[no-any-return]
+        try:
+            record = self.store.read_json(f"models/{name}/{number}/meta.json")
+        except FileNotFoundError:
+            raise NotFound(f"model {name!r} has no version {number}") from None
+        self._index(name, [record])
+        return {k: record.get(k) for k in SERVING_FIELDS}
+
+    def resolve_number(self, name: str, version: int | str | None) -> int:
+        """A version number from a number, 'latest' or an alias, reading Redis (the store only on a miss)."""
+        check_name(name)
+        if isinstance(version, int) or (isinstance(version, str) and version.isdigit()):
+            return int(version)
+        alias = version or "latest"
+        if alias == "latest":
+            numbers = self.version_numbers(name)
+            if not numbers:
+                raise NotFound(f"no model {name!r}")
+            return numbers[-1]
+        check_name(alias, "alias")
+        raw = self.r.hget(self._key(name, "aliases"), alias)
+        if raw is not None:
+            return int(raw)
+        return self.resolve(name, alias)  # the slow path names what is missing: the model or the alias
 
     def names(self) -> list[str]:
         """Every model name of the tenant."""
@@ -66,9 +127,9 @@ class Registry:
         return sorted(out, key=lambda v: v["version"])
 
     def latest(self, name: str) -> int | None:
-        """The newest published version (its meta.json written), without reading every version."""
-        numbers = sorted((int(e) for e in self.store.listdir(f"models/{name}") if e.isdigit()), reverse=True)
-        return next((n for n in numbers if self.store.exists(f"models/{name}/{n}/meta.json")), None)
+        """The newest published version, from the Redis index (no store listing per call)."""
+        numbers = self.version_numbers(name)
+        return numbers[-1] if numbers else None
 
     def aliases(self, name: str) -> dict[str, int]:
         """Alias -> version, with `latest` computed."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from bigmodel.cache import machine_cache
@@ -32,18 +30,7 @@ def processed(ctx: JobContext, dataset_id: str) -> dict[str, Any]:
 
 
 def load_predictor(ctx: JobContext, name: str, version: Any) -> tuple[Any, dict[str, Any]]:
-    """The Predictor of a model version and its metadata."""
-    from bigmodel.serving.predictor import Predictor
+    """The Predictor of a model version, from this process's model cache, and its serving metadata."""
+    from bigmodel.serving.repository import ModelRepository
 
-    reg = registry(ctx)
-    meta = reg.version_meta(name, version)
-    folder = reg.version_dir(name, meta["version"])
-    cache = machine_cache(ctx.settings)
-    if cache is not None and meta.get("model_sha256"):
-        # Downloaded once per machine; versions registered before the hash was recorded are read directly.
-        with cache.hold(ctx.store, f"{folder}/model.keras", meta["model_sha256"]) as path:
-            return Predictor.load(path, meta["transform"]), meta
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        path.write_bytes(ctx.store.read_bytes(f"{folder}/model.keras"))
-        return Predictor.load(path, meta["transform"]), meta
+    return ModelRepository(ctx.jobs.r, ctx.store_root, ctx.settings).get(ctx.tenant, name, version)

@@ -59,7 +59,7 @@ def test_up_says_which_redis_it_started_and_where_the_store_is_and_stops_it_all(
     redis_port, api_port = free_port(), free_port()
     url = f"redis://127.0.0.1:{redis_port}/0"
     proc = up("--port", str(api_port), "--redis-url", url, "--store", "var/here", "--cpu-workers", "0",
-              cwd=tmp_path)
+              "--infer-workers", "0", cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
         ready = None
@@ -70,7 +70,7 @@ def test_up_says_which_redis_it_started_and_where_the_store_is_and_stops_it_all(
                 time.sleep(0.3)
         assert ready is not None and ready["checks"]["redis"] == "ok"
         assert ready["pools"] == {}
-        assert [c for c in children(proc.pid) if "bigmodel.cli worker" in c] == []  # --cpu-workers 0: no pool
+        assert [c for c in children(proc.pid) if "bigmodel.cli worker" in c] == []  # 0 workers: no pool
         assert any("gunicorn" in c for c in children(proc.pid))
     finally:
         os.killpg(proc.pid, signal.SIGINT)
