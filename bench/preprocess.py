@@ -1,0 +1,113 @@
+"""preprocess: upload + `preprocess` of a generated CSV against the plain pandas script a user would write.
+
+The CSV (1,000,000 rows x 30 columns, about 550 MB, 0.2% of the feature values missing) is made once
+with a fixed seed and kept under var/bench-data. Both sides do the same steps: read, drop rows with a
+missing value, shuffle and split 80/10/10, standardise with the train split's statistics, write
+Parquet. Time is end to end (the script's interpreter start included; for bigmodel from the first
+byte of the upload to the job seen finished); memory is the script's peak RSS against the sum of the
+peak RSS of every API and worker process (an upper bound of what they held at once).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from bench.harness import Figure
+from bench.support import (
+    DATA,
+    peak_rss_mb,
+    process_tree,
+    reset_peaks,
+    run_job,
+    run_script,
+    running_seconds,
+    running_stack,
+    upload,
+)
+
+FEATURES = 29
+MISSING_SHARE = 0.002
+
+SCRIPT = """
+import sys
+import pandas as pd
+
+source, out = sys.argv[1], sys.argv[2]
+df = pd.read_csv(source)
+df = df.dropna()
+df = df.sample(frac=1.0, random_state=0)  # shuffle, then slice into splits
+features = df.columns.drop("label")
+a, b = int(len(df) * 0.8), int(len(df) * 0.9)
+train = df.iloc[:a]
+df[features] = (df[features] - train[features].mean()) / train[features].std()
+df.iloc[:a].to_parquet(f"{out}/train.parquet")
+df.iloc[a:b].to_parquet(f"{out}/validation.parquet")
+df.iloc[b:].to_parquet(f"{out}/test.parquet")
+print(len(df))
+"""
+
+
+def generate(rows: int, seed: int = 0) -> Path:
+    """The benchmark CSV for this size (made once): float features with gaps and a 0/1 label."""
+    path = DATA / f"preprocess-{rows}x{FEATURES + 1}-seed{seed}.csv"
+    if path.exists():
+        return path
+    DATA.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    columns = {}
+    for j in range(FEATURES):
+        values = rng.normal(rng.uniform(-50, 50), rng.uniform(0.5, 20), rows)
+        columns[f"f{j}"] = pa.array(values, mask=rng.random(rows) < MISSING_SHARE)
+    signal = np.nan_to_num(columns["f0"].to_numpy(zero_copy_only=False))
+    columns["label"] = pa.array((signal + rng.normal(0, 10, rows) > np.median(signal)).astype(np.int64))
+    tmp = path.with_suffix(".tmp")
+    pa_csv.write_csv(pa.table(columns), tmp, pa_csv.WriteOptions(quoting_style="none"))
+    tmp.rename(path)
+    return path
+
+
+def preprocess_job(dataset: str) -> dict[str, object]:
+    """The job the script's steps correspond to (defaults: dropna, standard, 80/10/10, seed 0)."""
+    return {"type": "preprocess", "params": {"dataset": dataset, "label": "label"}}
+
+
+def run(quick: bool) -> list[Figure]:
+    """Measure the script, then the same file through a private stack (one API and one worker process)."""
+    rows = 20_000 if quick else 1_000_000
+    csv = generate(rows)
+    size = csv.stat().st_size
+    with tempfile.TemporaryDirectory(prefix="bm-bench-script-") as out:
+        script_s, script_mb, _ = run_script(SCRIPT, str(csv), out)
+
+    env = {"BIGMODEL_MAX_UPLOAD_BYTES": str(size + (1 << 20))}
+    with running_stack(env) as stack:
+        # Warm: a service has imported its libraries long before a user's upload arrives.
+        warm = generate(2_000)
+        run_job(stack.url, preprocess_job(upload(stack.url, warm)[1]["id"]))
+        pids = process_tree([p.pid for p in stack.procs])
+        reset_peaks(pids)
+
+        start = time.perf_counter()
+        status, body = upload(stack.url, csv)
+        uploaded = time.perf_counter() - start
+        if status != 201:
+            raise RuntimeError(f"upload answered {status}: {body}")
+        record = run_job(stack.url, preprocess_job(body["id"]))
+        ours_s = time.perf_counter() - start
+        ours_mb = peak_rss_mb(process_tree([p.pid for p in stack.procs]))
+
+    note = f"{rows:,} rows x {FEATURES + 1} columns, {size / 1e6:.0f} MB CSV; 1 API + 1 worker process"
+    return [
+        Figure("preprocess.end_to_end", "s", ours_s, baseline=script_s, target=0.5, goal="at_most",
+               note=note + "; baseline: pandas read_csv, dropna, shuffle, standardise, 3x to_parquet"),
+        Figure("preprocess.peak_rss", "MiB", ours_mb, baseline=script_mb, target=1.0, goal="at_most",
+               note="sum of the peak RSS of every API and worker process vs the script's"),
+        Figure("preprocess.upload", "s", uploaded, note="streamed multipart POST until the 201"),
+        Figure("preprocess.job", "s", running_seconds(record), note="preprocess job, started -> finished"),
+    ]
