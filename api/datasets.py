@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from flask import Blueprint, jsonify, request
 from werkzeug.formparser import FormDataParser
@@ -50,7 +50,7 @@ def upload() -> Any:
         name = form.get("name") or None
         if name is not None:
             check_name(name, "dataset name")
-        record, created = datasets.ingest(files["file"].stream, name)
+        record, created = datasets.ingest(cast(Upload, files["file"].stream), name)
     finally:
         for upload in uploads:
             upload.close()

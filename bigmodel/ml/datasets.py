@@ -39,7 +39,7 @@ SPLIT_COLUMN = "__split__"
 SPLITS_KEY = b"bigmodel.splits"  # Parquet metadata: split -> its row group indices
 UPLOAD_CHUNK = 1 << 20
 
-Arrays = tuple[np.ndarray, np.ndarray | None]
+Arrays = tuple[np.ndarray, np.ndarray]  # features, labels
 
 
 def sha256_hex(payload: bytes) -> str:
@@ -84,7 +84,7 @@ class _Hashing(io.RawIOBase):
         super().close()
 
 
-def _write_processed(sink: IO[bytes], prepared: Prepared) -> dict[str, list[int]]:
+def _write_processed(sink: IO[bytes] | io.RawIOBase, prepared: Prepared) -> dict[str, list[int]]:
     """Write a processed dataset, each split in its own row groups; returns split -> row group indices."""
     transform = prepared.transform
     features, label = transform["features"], transform["label"]

@@ -15,7 +15,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeAlias
 
 import pandas as pd
 import pyarrow as pa
@@ -33,6 +33,9 @@ _LABELS = {"csv": "CSV", "parquet": "Parquet"}
 _KIND_NAMES = {"i": "int", "u": "uint", "f": "float"}
 _INDEX_COLUMN = re.compile(r"^__index_level_\d+__$")
 _TYPE_CHANGE = re.compile(r"^In CSV column #(\d+): CSV conversion error to (\w+)")
+
+
+Source: TypeAlias = IO[bytes] | io.RawIOBase  # what a table is read from (or a pyarrow file)
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ class _RowGroups:
         return self.rows
 
 
-def _csv_pass(source: IO[bytes], sink: str, column_types: dict[str, pa.DataType]) -> TableInfo:
+def _csv_pass(source: Source, sink: str, column_types: dict[str, pa.DataType]) -> TableInfo:
     """One streaming parse of a CSV into Parquet, with the column types found so far forced."""
     reader = pa_csv.open_csv(
         source,
@@ -173,7 +176,7 @@ def _csv_pass(source: IO[bytes], sink: str, column_types: dict[str, pa.DataType]
     return TableInfo("csv", rows, out.schema)
 
 
-def csv_to_parquet(open_source: Callable[[], IO[bytes]], sink: str) -> TableInfo:
+def csv_to_parquet(open_source: Callable[[], Source], sink: str) -> TableInfo:
     """Convert a CSV (opened afresh by open_source for each pass) into a Parquet file at the path sink."""
     column_types: dict[str, pa.DataType] = {}
     while True:
@@ -190,7 +193,7 @@ def csv_to_parquet(open_source: Callable[[], IO[bytes]], sink: str) -> TableInfo
         return _has_rows(info)
 
 
-def parquet_to_parquet(source: str | IO[bytes], sink: str) -> TableInfo:
+def parquet_to_parquet(source: Source, sink: str) -> TableInfo:
     """Rewrite an uploaded Parquet as ours, batch by batch, with pandas' unnamed index columns dropped."""
     try:
         pf = pa_parquet.ParquetFile(source)
@@ -224,7 +227,7 @@ def read_table(data: bytes, filename: str | None = None, fmt: str | None = None)
         if kind == "csv":
             csv_to_parquet(lambda: io.BytesIO(data), sink)
         else:
-            parquet_to_parquet(pa.BufferReader(data), sink)  # type: ignore[arg-type]
+            parquet_to_parquet(pa.BufferReader(data), sink)
         table = pa_parquet.read_table(sink)
     try:
         return table.to_pandas(ignore_metadata=True), kind
