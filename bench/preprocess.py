@@ -32,6 +32,7 @@ from bench.support import (
 )
 
 FEATURES = 29
+ROUNDS = 2
 MISSING_SHARE = 0.002
 
 SCRIPT = """
@@ -78,36 +79,47 @@ def preprocess_job(dataset: str) -> dict[str, object]:
 
 
 def run(quick: bool) -> list[Figure]:
-    """Measure the script, then the same file through a private stack (one API and one worker process)."""
+    """The script and the same file through a private stack (one API, one worker process), alternately.
+
+    Each side runs ROUNDS times and its fastest run counts: the machine is shared, and a run can only
+    be slowed by what else is running, never sped up. Each upload appends blank lines to the file, so
+    every round is a new dataset (same table, new sha256) and nothing is served from a cache.
+    """
     rows = 20_000 if quick else 1_000_000
+    rounds = 1 if quick else ROUNDS
     csv = generate(rows)
     size = csv.stat().st_size
-    with tempfile.TemporaryDirectory(prefix="bm-bench-script-") as out:
-        script_s, script_mb, _ = run_script(SCRIPT, str(csv), out)
-
     env = {"BIGMODEL_MAX_UPLOAD_BYTES": str(size + (1 << 20))}
-    with running_stack(env) as stack:
+    script, ours, uploads, jobs, script_mb, ours_mb = [], [], [], [], 0.0, 0.0
+    with running_stack(env) as stack, tempfile.TemporaryDirectory(prefix="bm-bench-script-") as out:
         # Warm: a service has imported its libraries long before a user's upload arrives.
-        warm = generate(2_000)
-        run_job(stack.url, preprocess_job(upload(stack.url, warm)[1]["id"]))
-        pids = process_tree([p.pid for p in stack.procs])
-        reset_peaks(pids)
+        run_job(stack.url, preprocess_job(upload(stack.url, generate(2_000))[1]["id"]))
+        for round_ in range(1, rounds + 1):
+            seconds, peak, _ = run_script(SCRIPT, str(csv), out)
+            script.append(seconds)
+            script_mb = max(script_mb, peak)
+            pids = process_tree([p.pid for p in stack.procs])
+            reset_peaks(pids)
+            start = time.perf_counter()
+            status, body = upload(stack.url, csv, trailer=b"\n" * round_)
+            uploads.append(time.perf_counter() - start)
+            if status != 201:
+                raise RuntimeError(f"upload answered {status}: {body}")
+            record = run_job(stack.url, preprocess_job(body["id"]))
+            ours.append(time.perf_counter() - start)
+            jobs.append(running_seconds(record))
+            ours_mb = max(ours_mb, peak_rss_mb(process_tree([p.pid for p in stack.procs])))
 
-        start = time.perf_counter()
-        status, body = upload(stack.url, csv)
-        uploaded = time.perf_counter() - start
-        if status != 201:
-            raise RuntimeError(f"upload answered {status}: {body}")
-        record = run_job(stack.url, preprocess_job(body["id"]))
-        ours_s = time.perf_counter() - start
-        ours_mb = peak_rss_mb(process_tree([p.pid for p in stack.procs]))
+    def listed(values: list[float]) -> str:
+        return ", ".join(f"{v:.2f}" for v in values)
 
-    note = f"{rows:,} rows x {FEATURES + 1} columns, {size / 1e6:.0f} MB CSV; 1 API + 1 worker process"
+    setup = f"{rows:,} rows x {FEATURES + 1} columns, {size / 1e6:.0f} MB CSV; 1 API + 1 worker process"
+    best = ours.index(min(ours))
     return [
-        Figure("preprocess.end_to_end", "s", ours_s, baseline=script_s, target=0.5, goal="at_most",
-               note=note + "; baseline: pandas read_csv, dropna, shuffle, standardise, 3x to_parquet"),
+        Figure("preprocess.end_to_end", "s", min(ours), baseline=min(script), target=0.5, goal="at_most",
+               note=f"{setup}; best of {rounds}: script {listed(script)} s, upload + job {listed(ours)} s"),
         Figure("preprocess.peak_rss", "MiB", ours_mb, baseline=script_mb, target=1.0, goal="at_most",
                note="sum of the peak RSS of every API and worker process vs the script's"),
-        Figure("preprocess.upload", "s", uploaded, note="streamed multipart POST until the 201"),
-        Figure("preprocess.job", "s", running_seconds(record), note="preprocess job, started -> finished"),
+        Figure("preprocess.upload", "s", uploads[best], note="streamed multipart POST until the 201"),
+        Figure("preprocess.job", "s", jobs[best], note="preprocess job, started -> finished"),
     ]
