@@ -310,8 +310,7 @@ def _inspect(columns: Columns, p: _Params) -> tuple[dict[str, Categories], np.nd
     keep = columns.series(p.label).notna().to_numpy().copy()  # pandas may hand out a read-only view
     for name in p.features:
         series = columns.series(name)
-        null = series.isna().to_numpy()
-        if null.all():
+        if series.isna().all():
             raise DataError(f"column {name!r} has no values (every row is empty)")
         values = _numeric_feature(series, name)
         if values is None:
@@ -357,7 +356,8 @@ def _encode_columns(columns: Columns, p: _Params, categorical: dict[str, Categor
             pos += len(categories[name])
             continue
         values = _numeric_feature(columns.series(name), name)
-        assert values is not None  # the first pass found it numeric
+        if values is None:  # the first pass found it numeric: only a changed source could do this
+            raise DataError(f"column {name!r} changed while it was being read")
         column = values[layout.order]
         if not p.dropna:
             train = column[:n_train]

@@ -9,6 +9,7 @@ change costs time, never a wrong value.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import tempfile
@@ -147,6 +148,12 @@ class _RowGroups:
             self.writer.close()
         return self.rows
 
+    def abandon(self) -> None:
+        """Close the file as it is (the caller throws it away)."""
+        self.pending = []
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
 
 def _csv_pass(source: Source, sink: str, column_types: dict[str, pa.DataType]) -> TableInfo:
     """One streaming parse of a CSV into Parquet, with the column types found so far forced."""
@@ -163,17 +170,16 @@ def _csv_pass(source: Source, sink: str, column_types: dict[str, pa.DataType]) -
     try:
         for batch in reader:
             out.add(batch)
-    except pa.ArrowInvalid as exc:
-        match = _TYPE_CHANGE.match(str(exc))
+    except BaseException as exc:
+        out.abandon()
+        match = _TYPE_CHANGE.match(str(exc)) if isinstance(exc, pa.ArrowInvalid) else None
         if match is not None and int(match.group(1)) < len(names):
             field = reader.schema.field(int(match.group(1)))
             wider = _wider(field.type)
             if wider is not None:
                 raise _Widen(field.name, wider) from exc
         raise
-    finally:
-        rows = out.close()
-    return TableInfo("csv", rows, out.schema)
+    return TableInfo("csv", out.close(), out.schema)
 
 
 def csv_to_parquet(open_source: Callable[[], Source], sink: str) -> TableInfo:
@@ -202,8 +208,10 @@ def parquet_to_parquet(source: Source, sink: str) -> TableInfo:
             for batch in pf.iter_batches(batch_size=ROW_GROUP_ROWS, columns=out.keep,
                                          use_pandas_metadata=False):
                 out.add(batch)
-        finally:
-            rows = out.close()
+        except BaseException:
+            out.abandon()
+            raise
+        rows = out.close()
     except (pa.ArrowException, ValueError, OSError, TypeError) as exc:
         raise DataError(f"could not read the file as Parquet: {short_error(exc)}") from exc
     return _has_rows(TableInfo("parquet", rows, out.schema))
