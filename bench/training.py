@@ -81,7 +81,8 @@ def run(quick: bool) -> list[Figure]:
                 "epochs": n_epochs, "batch_size": batch, "seed": 0}})
             return running_seconds(record)
 
-        job("warm", 1)  # a worker that has trained before has TensorFlow imported
+        if not quick:
+            job("warm", 1)  # a worker that has trained before has TensorFlow imported
         baseline, ours = [], []
         with tempfile.TemporaryDirectory(prefix="bm-bench-keras-") as out:
             for _ in range(rounds):

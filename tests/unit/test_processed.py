@@ -106,3 +106,29 @@ def test_preprocess_from_a_parquet_file_equals_from_the_frame(tmp_path: Path) ->
     assert from_file.transform == from_frame.transform
     np.testing.assert_array_equal(from_file.x, from_frame.x)
     assert from_file.x.flags.f_contiguous  # built column by column
+
+
+@pytest.mark.parametrize("method", ["standard", "minmax", "l2"])
+def test_blockwise_normalisation_is_exact_in_either_memory_order(monkeypatch: pytest.MonkeyPatch,
+                                                                 method: str) -> None:
+    from bigmodel.ml import transform as transform_module
+    from bigmodel.ml.data import fit_scaling
+
+    monkeypatch.setattr(transform_module, "BLOCK_VALUES", 64)  # many blocks even for a small matrix
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(300, 7)) * 1000 + 5000).astype(np.float32)
+    offset, scale = fit_scaling(np.asfortranarray(x), method)
+    t = {"features": list("abcdefg"), "normalize": method, "offset": offset, "scale": scale}
+    exact = x.astype(np.float64)
+    if method == "l2":
+        want = exact / np.linalg.norm(exact, axis=1, keepdims=True)
+    else:
+        want = (exact - np.asarray(offset)) / np.asarray(scale)
+        lo, hi = (exact.mean(0), exact.std(0)) if method == "standard" else (exact.min(0), np.ptp(exact, 0))
+        np.testing.assert_allclose(offset, lo, rtol=1e-12)
+        np.testing.assert_allclose(scale, hi, rtol=1e-12)
+    by_rows, by_columns = np.ascontiguousarray(x), np.asfortranarray(x)
+    transform_module.normalize_inplace(by_rows, t)
+    transform_module.normalize_inplace(by_columns, t)
+    np.testing.assert_array_equal(by_rows, by_columns)
+    np.testing.assert_array_equal(by_rows, want.astype(np.float32))  # the rounding of the exact value
