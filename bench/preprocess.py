@@ -21,6 +21,8 @@ import pyarrow.csv as pa_csv
 from bench.harness import Figure
 from bench.support import (
     DATA,
+    ScriptRun,
+    cpu_seconds,
     peak_rss_mb,
     process_tree,
     reset_peaks,
@@ -90,16 +92,16 @@ def run(quick: bool) -> list[Figure]:
     csv = generate(rows)
     size = csv.stat().st_size
     env = {"BIGMODEL_MAX_UPLOAD_BYTES": str(size + (1 << 20))}
-    script, ours, uploads, jobs, script_mb, ours_mb = [], [], [], [], 0.0, 0.0
+    script: list[ScriptRun] = []
+    ours, uploads, jobs, cpus, ours_mb = [], [], [], [], 0.0
     with running_stack(env) as stack, tempfile.TemporaryDirectory(prefix="bm-bench-script-") as out:
         # Warm: a service has imported its libraries long before a user's upload arrives.
         run_job(stack.url, preprocess_job(upload(stack.url, generate(2_000))[1]["id"]))
         for round_ in range(1, rounds + 1):
-            seconds, peak, _ = run_script(SCRIPT, str(csv), out)
-            script.append(seconds)
-            script_mb = max(script_mb, peak)
+            script.append(run_script(SCRIPT, str(csv), out))
             pids = process_tree([p.pid for p in stack.procs])
             reset_peaks(pids)
+            cpu = cpu_seconds(pids)
             start = time.perf_counter()
             status, body = upload(stack.url, csv, trailer=b"\n" * round_)
             uploads.append(time.perf_counter() - start)
@@ -108,18 +110,22 @@ def run(quick: bool) -> list[Figure]:
             record = run_job(stack.url, preprocess_job(body["id"]))
             ours.append(time.perf_counter() - start)
             jobs.append(running_seconds(record))
+            cpus.append(cpu_seconds(pids) - cpu)
             ours_mb = max(ours_mb, peak_rss_mb(process_tree([p.pid for p in stack.procs])))
 
     def listed(values: list[float]) -> str:
         return ", ".join(f"{v:.2f}" for v in values)
 
     setup = f"{rows:,} rows x {FEATURES + 1} columns, {size / 1e6:.0f} MB CSV; 1 API + 1 worker process"
-    best = ours.index(min(ours))
+    best, fastest = ours.index(min(ours)), min(script, key=lambda r: r.seconds)
     return [
-        Figure("preprocess.end_to_end", "s", min(ours), baseline=min(script), target=0.5, goal="at_most",
-               note=f"{setup}; best of {rounds}: script {listed(script)} s, upload + job {listed(ours)} s"),
-        Figure("preprocess.peak_rss", "MiB", ours_mb, baseline=script_mb, target=1.0, goal="at_most",
-               note="sum of the peak RSS of every API and worker process vs the script's"),
+        Figure("preprocess.end_to_end", "s", ours[best], baseline=fastest.seconds, target=0.5, goal="at_most",
+               note=f"{setup}; best of {rounds}: script {listed([r.seconds for r in script])} s, "
+                    f"upload + job {listed(ours)} s"),
+        Figure("preprocess.peak_rss", "MiB", ours_mb, baseline=max(r.peak_mb for r in script), target=1.0,
+               goal="at_most", note="sum of the peak RSS of every API and worker process vs the script's"),
+        Figure("preprocess.cpu", "s", cpus[best], baseline=fastest.cpu,
+               note="CPU seconds of the API and worker processes vs the script's (what 2 cores must share)"),
         Figure("preprocess.upload", "s", uploads[best], note="streamed multipart POST until the 201"),
         Figure("preprocess.job", "s", jobs[best], note="preprocess job, started -> finished"),
     ]

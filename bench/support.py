@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -152,8 +153,29 @@ def peak_rss_mb(pids: list[int]) -> float:
     return sum(_status_kb(pid, "VmHWM") for pid in pids) / 1024
 
 
-def run_script(code: str, *args: str) -> tuple[float, float, str]:
-    """Run Python code in a fresh interpreter; returns (wall seconds, peak RSS MiB, stdout)."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+@dataclass(frozen=True)
+class ScriptRun:
+    """What a baseline script took."""
+
+    seconds: float  # wall time, interpreter start included
+    peak_mb: float  # peak RSS
+    cpu: float  # user + system CPU seconds
+    output: str
+
+
+def run_script(code: str, *args: str) -> ScriptRun:
+    """Run Python code in a fresh interpreter and measure it."""
     with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
         fh.write(code)
     try:
@@ -168,6 +190,6 @@ def run_script(code: str, *args: str) -> tuple[float, float, str]:
         text = out.read().decode(errors="replace")
         if proc.returncode != 0:
             raise RuntimeError(f"the baseline script failed ({proc.returncode}): {text[-2000:]}")
-        return seconds, usage.ru_maxrss / 1024, text
+        return ScriptRun(seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, text)
     finally:
         os.unlink(fh.name)

@@ -86,7 +86,7 @@ def run(quick: bool) -> list[Figure]:
         baseline, ours = [], []
         with tempfile.TemporaryDirectory(prefix="bm-bench-keras-") as out:
             for _ in range(rounds):
-                _, _, text = run_script(BASELINE, str(parquet), out, str(epochs), str(batch), "0")
+                text = run_script(BASELINE, str(parquet), out, str(epochs), str(batch), "0").output
                 baseline.append(json.loads(text.strip().splitlines()[-1])["seconds"])
                 ours.append(job("bench", epochs))
     def seconds(values: list[float]) -> str:
