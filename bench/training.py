@@ -94,5 +94,6 @@ def run(quick: bool) -> list[Figure]:
 
     note = (f"{rows:,} x {features} rows, {epochs} epochs, batch {batch}; best of {rounds}: "
             f"in-process {seconds(baseline)} s, job {seconds(ours)} s")
-    return [Figure("training.job_vs_keras", "s", min(ours), baseline=min(baseline), target=1.10,
+    target = None if quick else 1.10  # a smoke run's ratio means nothing
+    return [Figure("training.job_vs_keras", "s", min(ours), baseline=min(baseline), target=target,
                    goal="at_most", note=note)]
