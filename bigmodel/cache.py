@@ -199,8 +199,9 @@ def _open(directory: str, max_bytes: int) -> Cache:
 
 
 def machine_cache(settings: Settings) -> Cache | None:
-    """This process's handle on the machine's cache (None when BIGMODEL_CACHE_BYTES is 0 or unusable)."""
-    if settings.cache_bytes <= 0:
+    """This process's handle on the machine's cache (None when BIGMODEL_CACHE_BYTES is 0 or unusable, and
+    for a store that is a local folder: its files are on this machine's disk already)."""
+    if settings.cache_bytes <= 0 or not settings.store_is_remote:
         return None
     try:
         return _open(os.path.abspath(settings.cache_dir), settings.cache_bytes)

@@ -113,6 +113,12 @@ class Settings:
     threads: int | None = None  # math threads per process; None: cores / processes of the pool
 
     @property
+    def store_is_remote(self) -> bool:
+        """Whether the store is reached over the network (s3://, gs://...) rather than a local folder."""
+        scheme = self.store_url.split("://", 1)[0].lower() if "://" in self.store_url else "file"
+        return scheme not in ("file", "local")
+
+    @property
     def visibility_timeout(self) -> int:
         """Longer than the hard time limit so that Redis never redelivers a running job (celery#5935)."""
         return self.task_time_limit + 3600

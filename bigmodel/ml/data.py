@@ -1,21 +1,27 @@
-"""The data layer: read uploaded tables, then fit cleaning, encoding, splitting and normalisation."""
+"""The data layer: fit cleaning, encoding, splitting and normalisation, column by column.
+
+Preprocessing reads one raw column at a time (a frame's, or a stored Parquet's) and writes the
+encoded, normalised features straight into one float32 matrix whose rows are grouped by split, so
+memory holds that matrix and one column, never float64 copies of the whole table.
+"""
 
 from __future__ import annotations
 
 import math
-import re
+from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pa_parquet
 
 from bigmodel.errors import DataError
+from bigmodel.ml.columns import Categories, Columns, FrameColumns
 from bigmodel.ml.splitting import SPLITS, split_rows
+from bigmodel.ml.tables import describe_columns, read_table
 from bigmodel.ml.transform import (
+    BLOCK_VALUES,
     MISSING,
     NORMALIZATIONS,
     category_keys,
@@ -23,6 +29,7 @@ from bigmodel.ml.transform import (
     encode,
     json_scalar,
     normalize,
+    normalize_inplace,
     parse_numeric,
     rows_to_frame,
     split_xy,
@@ -46,112 +53,6 @@ TASKS = ("binary", "multiclass", "regression")
 DEFAULT_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}
 NUMERIC_SHARE = 0.9  # an object column this numeric is numbers with typos, not categories
 MAX_INFERRED_CLASSES = 20
-_LABELS = {"csv": "CSV", "parquet": "Parquet"}
-_KIND_NAMES = {"i": "int", "u": "uint", "f": "float"}
-_INDEX_COLUMN = re.compile(r"^__index_level_\d+__$")
-
-
-# ---------------------------------------------------------------- reading
-
-
-def _short(exc: BaseException) -> str:
-    """The first line of an exception message, trimmed: pyarrow appends source locations below it."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _pick_format(data: bytes, filename: str | None, fmt: str | None) -> str:
-    """fmt if given, else the filename's extension, else a sniff of the Parquet magic bytes."""
-    if fmt is not None:
-        kind = str(fmt).strip().lower()
-        if kind not in ("csv", "parquet"):
-            raise DataError(f"unknown format {fmt!r}; expected 'csv' or 'parquet'")
-        return kind
-    name = (filename or "").lower()
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    return "parquet" if data[:4] == b"PAR1" else "csv"
-
-
-def _read_csv(data: bytes) -> pa.Table:
-    """Parse CSV bytes; empty strings and NA markers become nulls in every column type."""
-    if b"\x00" in data[:8192]:
-        raise DataError("could not read the file as CSV: it looks binary (CSV must be UTF-8 text)")
-    # One block for all but huge files, so column types are inferred from every row, not the first MiB.
-    block_size = min(max(len(data) + 1, 1 << 20), 1 << 30)
-    try:
-        return pa_csv.read_csv(
-            pa.BufferReader(data),
-            read_options=pa_csv.ReadOptions(block_size=block_size),
-            convert_options=pa_csv.ConvertOptions(strings_can_be_null=True),
-        )
-    except (pa.ArrowException, UnicodeDecodeError, ValueError, OSError) as exc:
-        raise DataError(f"could not read the file as CSV: {_short(exc)}") from exc
-
-
-def _read_parquet(data: bytes) -> pa.Table:
-    """Parse Parquet bytes."""
-    try:
-        return pa_parquet.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, ValueError, OSError) as exc:
-        raise DataError(f"could not read the file as Parquet: {_short(exc)}") from exc
-
-
-def read_table(data: bytes, filename: str | None = None, fmt: str | None = None) -> tuple[pd.DataFrame, str]:
-    """Read CSV or Parquet bytes with pyarrow into a DataFrame; returns (frame, "csv"|"parquet")."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise DataError("the file content must be bytes")
-    data = bytes(data)
-    if not data.strip():
-        raise DataError("the file is empty")
-    kind = _pick_format(data, filename, fmt)
-    table = _read_parquet(data) if kind == "parquet" else _read_csv(data)
-    try:
-        names = table.column_names  # pyarrow decodes header names only now
-    except UnicodeDecodeError as exc:
-        raise DataError(f"could not read the file as {_LABELS[kind]}: "
-                        "column names are not valid UTF-8") from exc
-    if not names:
-        raise DataError("the file has no columns")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DataError(f"the file has duplicate column names: {', '.join(map(repr, duplicates))}")
-    if table.num_rows == 0:
-        raise DataError("the file has no rows")
-    try:
-        # ignore_metadata: a saved pandas index comes back as a plain column, never as the index.
-        df = table.to_pandas(ignore_metadata=True)
-    except (pa.ArrowException, ValueError, TypeError) as exc:
-        raise DataError(f"could not convert the {_LABELS[kind]} data: {_short(exc)}") from exc
-    unnamed_index = [c for c in df.columns if _INDEX_COLUMN.match(str(c))]
-    return df.drop(columns=unnamed_index), kind
-
-
-def _simple_dtype(series: pd.Series) -> str:
-    """A short, stable dtype name for users (int64, float64, bool, string, datetime, ...)."""
-    dtype = series.dtype
-    if isinstance(dtype, pd.CategoricalDtype):
-        return "category"
-    kind = dtype.kind
-    if kind in "iuf":
-        return f"{_KIND_NAMES[kind]}{dtype.itemsize * 8}"
-    if kind == "b":
-        return "bool"
-    if kind == "M":
-        return "datetime"
-    if kind == "m":
-        return "timedelta"
-    inferred = pd.api.types.infer_dtype(series, skipna=True)
-    return {"string": "string", "boolean": "bool", "integer": "int64", "floating": "float64",
-            "mixed-integer-float": "float64", "datetime64": "datetime", "datetime": "datetime",
-            "date": "date", "empty": "null", "bytes": "bytes"}.get(inferred, "object")
-
-
-def describe_columns(df: pd.DataFrame) -> list[dict[str, str]]:
-    """[{"name": ..., "dtype": ...}] with simple dtype names: int64, float64, bool, string, datetime, ..."""
-    return [{"name": str(name), "dtype": _simple_dtype(df.iloc[:, i])} for i, name in enumerate(df.columns)]
 
 
 # ---------------------------------------------------------------- parameters
@@ -159,11 +60,29 @@ def describe_columns(df: pd.DataFrame) -> list[dict[str, str]]:
 
 @dataclass(frozen=True)
 class Prepared:
-    """The result of fitting preprocessing: split frames plus the JSON-serialisable transform."""
+    """The result of fitting preprocessing: the features of every split in one matrix, and the transform."""
 
-    splits: dict[str, pd.DataFrame]
+    x: np.ndarray  # float32 (rows, features), column-major, rows grouped by split in SPLITS order
+    y: np.ndarray  # int64 class indices, or float64 regression targets
+    bounds: dict[str, tuple[int, int]]  # split -> its [start, stop) rows in x and y
     transform: dict[str, Any]
-    source_rows: dict[str, np.ndarray]  # positions (iloc) in the input frame of each split's rows
+    source_rows: dict[str, np.ndarray]  # positions (iloc) in the input of each split's rows
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(features, labels) of one split: views, not copies."""
+        start, stop = self.bounds[name]
+        return self.x[start:stop], self.y[start:stop]
+
+    @cached_property
+    def splits(self) -> dict[str, pd.DataFrame]:
+        """Each split as a frame of its features and label (the shape a processed dataset is read as)."""
+        out: dict[str, pd.DataFrame] = {}
+        for name in self.bounds:
+            x, y = self.split(name)
+            frame = pd.DataFrame(x, columns=self.transform["features"], copy=False)
+            frame[self.transform["label"]] = y
+            out[name] = frame
+        return out
 
 
 @dataclass(frozen=True)
@@ -214,22 +133,22 @@ def _read_split(raw: Any) -> dict[str, float]:
     return split
 
 
-def _read_params(df: pd.DataFrame, params: dict[str, Any]) -> _Params:
-    """Check params against the frame and fill in defaults."""
+def _read_params(available: list[Any], params: dict[str, Any]) -> _Params:
+    """Check params against the table's column names and fill in defaults."""
     if not isinstance(params, dict):
         raise DataError("preprocessing parameters must be an object")
-    available = list(df.columns)
+    known = set(available)
     label = params.get("label")
     if not isinstance(label, str) or not label:
         raise DataError("'label' (the name of the label column) is required")
-    if label not in df.columns:
+    if label not in known:
         raise DataError(f"label column {label!r} is not in the data; available columns: {_names(available)}")
     features = params.get("features")
     if features is None:
         features = [c for c in available if c != label]
     elif not isinstance(features, list) or not all(isinstance(f, str) for f in features):
         raise DataError("'features' must be a list of column names")
-    unknown = [f for f in features if f not in df.columns]
+    unknown = [f for f in features if f not in known]
     if unknown:
         raise DataError(f"unknown feature column(s) {_names(unknown)}; "
                         f"available columns: {_names(available)}")
@@ -241,7 +160,8 @@ def _read_params(df: pd.DataFrame, params: dict[str, Any]) -> _Params:
         raise DataError("there are no feature columns to use")
     if not all(isinstance(f, str) for f in features):
         raise DataError("column names must be strings")
-    duplicated = [c for c in features + [label] if list(df.columns).count(c) > 1]
+    counts = Counter(available)
+    duplicated = [c for c in features + [label] if counts[c] > 1]
     if duplicated:
         raise DataError(f"column(s) {_names(sorted(set(duplicated)))} appear more than once")
     task = params.get("task")
@@ -341,90 +261,149 @@ def _encode_label(series: pd.Series, task: str | None, name: str) -> tuple[str, 
 # ---------------------------------------------------------------- fitting
 
 
-def _fit_scaling(x: np.ndarray, method: str) -> tuple[list[float] | None, list[float] | None]:
-    """(offset, scale) fitted on the encoded train matrix; constant columns get scale 1."""
+def fit_scaling(x: np.ndarray, method: str) -> tuple[list[float] | None, list[float] | None]:
+    """(offset, scale) fitted on the encoded train matrix; constant columns get scale 1.
+
+    Statistics are float64 over float32 values, a block of columns at a time: exact to float64
+    rounding, with a working copy of at most BLOCK_VALUES values.
+    """
     if method in ("l2", "none"):
         return None, None
-    x = x.astype(np.float64)
-    constant = x.max(axis=0) == x.min(axis=0)
-    if method == "standard":
-        offset, scale = x.mean(axis=0), x.std(axis=0)
-    else:
-        offset, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
-    scale[constant | (scale == 0)] = 1.0
+    width = x.shape[1]
+    offset, scale = np.zeros(width), np.ones(width)
+    step = max(1, BLOCK_VALUES // max(len(x), 1))
+    for start in range(0, width, step):
+        block = x[:, start:start + step].astype(np.float64)
+        low, high = block.min(axis=0), block.max(axis=0)
+        if method == "standard":
+            off, sc = block.mean(axis=0), block.std(axis=0)
+        else:
+            off, sc = low, high - low
+        sc[(high == low) | (sc == 0)] = 1.0
+        offset[start:start + step], scale[start:start + step] = off, sc
     return [float(v) for v in offset], [float(v) for v in scale]
 
 
-def fit_preprocess(df: pd.DataFrame, params: dict[str, Any]) -> Prepared:
-    """Clean, encode, split and normalise a raw frame; statistics are fitted on the train split only."""
-    p = _read_params(df, params)
-    numbers: dict[str, np.ndarray] = {}
-    keys: dict[str, np.ndarray] = {}
+@dataclass(frozen=True)
+class _Layout:
+    """Where rows go: the usable source rows, each split's positions, and the output order."""
+
+    rows: dict[str, np.ndarray]  # split -> source positions, in output order
+    order: np.ndarray  # source position of each output row (the splits one after another)
+    bounds: dict[str, tuple[int, int]]
+
+    @classmethod
+    def of(cls, rows: dict[str, np.ndarray]) -> _Layout:
+        order = np.concatenate([rows[s] for s in rows]).astype(np.int64)
+        stops = np.cumsum([len(rows[s]) for s in rows])
+        bounds = {s: (int(stop - len(rows[s])), int(stop)) for s, stop in zip(rows, stops, strict=True)}
+        return cls(rows, order, bounds)
+
+    @property
+    def train(self) -> np.ndarray:
+        return self.rows["train"]
+
+
+def _inspect(columns: Columns, p: _Params) -> tuple[dict[str, Categories], np.ndarray]:
+    """First pass, one column at a time: which features are categorical, and which rows are usable."""
+    categorical: dict[str, Categories] = {}
+    keep = columns.series(p.label).notna().to_numpy().copy()  # pandas may hand out a read-only view
     for name in p.features:
-        series = df[name]
+        series = columns.series(name)
         if series.isna().all():
             raise DataError(f"column {name!r} has no values (every row is empty)")
         values = _numeric_feature(series, name)
         if values is None:
-            keys[name] = category_keys(series)
+            categorical[name] = Categories.of(series)
+            null = categorical[name].codes < 0
         else:
-            numbers[name] = values
-    keep = df[p.label].notna().to_numpy().copy()  # pandas may return a read-only view
-    if p.dropna:
-        for values in numbers.values():
-            keep &= ~np.isnan(values)
-        for column_keys in keys.values():
-            keep &= ~pd.isna(column_keys)
+            null = np.isnan(values)
+        if p.dropna:
+            keep &= ~null
+    return categorical, keep
+
+
+def _check_categories(categorical: dict[str, Categories], kept: np.ndarray, limit: int) -> None:
+    """Refuse a column with more distinct values in the usable rows than can be one-hot encoded."""
+    for name, column in categorical.items():
+        distinct = len(column.present(kept)[0])
+        if distinct > limit:
+            raise DataError(f"column {name!r} has {distinct} distinct values; more than "
+                            f"{limit} categories cannot be one-hot encoded — drop it with "
+                            "'features' or encode it yourself")
+
+
+def _categories(column: Categories, train: np.ndarray) -> list[str]:
+    """The categories of a column: the keys its train rows hold, with MISSING if they hold nulls."""
+    keys, has_null = column.present(train)
+    return sorted([str(k) for k in keys] + ([MISSING] if has_null else []))
+
+
+def _encode_columns(columns: Columns, p: _Params, categorical: dict[str, Categories],
+                    categories: dict[str, list[str]], layout: _Layout) -> tuple[np.ndarray, dict[str, float]]:
+    """Second pass: each feature column encoded (imputed, one-hot) into the float32 matrix, split by split."""
+    width = sum(len(categories[n]) if n in categories else 1 for n in p.features)
+    x = np.zeros((len(layout.order), width), dtype=np.float32, order="F")
+    n_train = len(layout.train)
+    impute: dict[str, float] = {}
+    pos = 0
+    for name in p.features:
+        if name in categorical:
+            lookup = categorical[name].positions(categories[name], MISSING)
+            index = lookup[categorical[name].codes[layout.order]]
+            hit = np.flatnonzero(index >= 0)  # unseen categories stay all zeros
+            x[hit, pos + index[hit]] = 1.0
+            pos += len(categories[name])
+            continue
+        values = _numeric_feature(columns.series(name), name)
+        if values is None:  # the first pass found it numeric: only a changed source could do this
+            raise DataError(f"column {name!r} changed while it was being read")
+        column = values[layout.order]
+        if not p.dropna:
+            train = column[:n_train]
+            # A column empty throughout the train split has no median; 0 keeps the transform usable.
+            has_values = bool((~np.isnan(train)).any())
+            impute[name] = float(np.nanmedian(train)) if has_values else 0.0
+            column[np.isnan(column)] = impute[name]
+        x[:, pos] = column
+        pos += 1
+    return x, impute
+
+
+def fit_preprocess(table: pd.DataFrame | Columns, params: dict[str, Any]) -> Prepared:
+    """Clean, encode, split and normalise a raw table; statistics are fitted on the train split only."""
+    columns = FrameColumns(table) if isinstance(table, pd.DataFrame) else table
+    p = _read_params(columns.names, params)
+    categorical, keep = _inspect(columns, p)
     positions = np.flatnonzero(keep)
     if len(positions) == 0:
         detail = "in the label or a feature (dropna=true)" if p.dropna else f"in the label {p.label!r}"
         raise DataError(f"no rows left after dropping rows with missing values {detail}")
-    task, classes, y = _encode_label(df[p.label].iloc[positions], p.task, p.label)
-    for name, column_keys in keys.items():
-        distinct = set(column_keys[positions]) - {None}
-        if len(distinct) > p.max_categories:
-            raise DataError(f"column {name!r} has {len(distinct)} distinct values; more than "
-                            f"{p.max_categories} categories cannot be one-hot encoded — drop it with "
-                            "'features' or encode it yourself")
-
-    rows = split_rows(positions, y, classes is not None, p.split, p.seed)
-    train = rows["train"]
-    impute: dict[str, float] = {}
-    if not p.dropna:
-        for name, values in numbers.items():
-            train_values = values[train]
-            # A column empty throughout the train split has no median; 0 keeps the transform usable.
-            has_values = bool((~np.isnan(train_values)).any())
-            impute[name] = float(np.nanmedian(train_values)) if has_values else 0.0
-    categorical: dict[str, list[str]] = {}
-    features: list[str] = []
-    for name in p.features:
-        if name in numbers:
-            features.append(name)
-            continue
-        train_keys = keys[name][train]
-        categorical[name] = sorted({MISSING if k is None else k for k in train_keys})
-        features.extend(f"{name}={category}" for category in categorical[name])
-    clashes = sorted({f for f in features if features.count(f) > 1} | ({p.label} & set(features)))
+    task, classes, y = _encode_label(columns.series(p.label).iloc[positions], p.task, p.label)
+    _check_categories(categorical, positions, p.max_categories)
+    # Rows keep their source order within a split: reading columns in order is fast, and training
+    # shuffles with its own seed anyway.
+    split = split_rows(positions, y, classes is not None, p.split, p.seed)
+    layout = _Layout.of({name: np.sort(rows) for name, rows in split.items()})
+    categories = {name: _categories(column, layout.train) for name, column in categorical.items()}
+    features = [feature for name in p.features
+                for feature in ([f"{name}={c}" for c in categories[name]] if name in categories else [name])]
+    counts = Counter(features)
+    clashes = sorted({f for f, n in counts.items() if n > 1} | ({p.label} & set(features)))
     if clashes:
         raise DataError(f"encoded feature name(s) {_names(clashes)} clash; rename the columns")
 
+    x, impute = _encode_columns(columns, p, categorical, categories, layout)
     transform: dict[str, Any] = {
         "version": 1, "label": p.label, "task": task, "label_classes": classes,
-        "columns": list(p.features), "numeric": [n for n in p.features if n in numbers],
-        "categorical": categorical, "features": features, "impute": impute,
+        "columns": list(p.features), "numeric": [n for n in p.features if n not in categorical],
+        "categorical": categories, "features": features, "impute": impute,
         "normalize": p.normalize, "offset": None, "scale": None,
     }
-    offset, scale = _fit_scaling(encode(df.iloc[train], transform), p.normalize)
-    transform["offset"], transform["scale"] = offset, scale
-
-    y_at = np.zeros(len(df), dtype=np.int64 if classes is not None else np.float64)
+    transform["offset"], transform["scale"] = fit_scaling(x[: len(layout.train)], p.normalize)
+    # The same normalisation code as serving, so a saved transform reproduces these values exactly.
+    normalize_inplace(x, transform)
+    y_at = np.zeros(columns.rows, dtype=np.int64 if classes is not None else np.float64)
     y_at[positions] = y
-    splits: dict[str, pd.DataFrame] = {}
-    for name, split_positions in rows.items():
-        # The same code path as serving, so a saved transform reproduces these matrices exactly.
-        frame = pd.DataFrame(transform_rows(df.iloc[split_positions], transform), columns=features)
-        frame[p.label] = y_at[split_positions]
-        splits[name] = frame
-    source_rows = {name: split_positions.astype(np.int64) for name, split_positions in rows.items()}
-    return Prepared(splits=splits, transform=transform, source_rows=source_rows)
+    return Prepared(x=x, y=y_at[layout.order], bounds=layout.bounds, transform=transform,
+                    source_rows={name: rows.astype(np.int64) for name, rows in layout.rows.items()})

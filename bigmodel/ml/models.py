@@ -71,8 +71,15 @@ def build_model(
     optimizer: str = "adam",
     learning_rate: float = 1e-3,
     seed: int = 0,
+    *,
+    target: tuple[float, float] | None = None,
 ) -> keras.Model:
-    """The 'core' model on normalised features: Dense stack from spec, output+loss from the task, compiled."""
+    """The 'core' model on normalised features: Dense stack from spec, output+loss from the task, compiled.
+
+    target=(mean, std) of a regression label: the network learns the standardised target and a fixed
+    last layer restores its units, so a label in the hundreds trains as easily as one near zero while
+    predictions, losses and metrics stay in the label's own units.
+    """
     task, hidden, activation, dropout = _check_spec(spec)
     if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features < 1:
         raise InvalidRequest(f"n_features must be a positive integer, got {n_features!r}")
@@ -98,11 +105,32 @@ def build_model(
         loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
     else:
         outputs = keras.layers.Dense(1, name="output", dtype="float32")(x)
+        if target is not None:
+            mean, std = _target_scale(target)
+            outputs = keras.layers.Rescaling(scale=std, offset=mean, name="target_units")(outputs)
         loss, metrics = "mse", ["mae"]
 
     model = keras.Model(inputs, outputs, name="core")
     model.compile(optimizer=opt, loss=loss, metrics=metrics)
     return model
+
+
+def target_stats(y: np.ndarray) -> tuple[float, float]:
+    """(mean, std) of regression targets, for build_model's target; a constant target gets std 1."""
+    values = np.asarray(y, dtype=np.float64)
+    std = float(values.std()) if len(values) else 1.0
+    return (float(values.mean()) if len(values) else 0.0), (std if np.isfinite(std) and std > 0 else 1.0)
+
+
+def _target_scale(target: Any) -> tuple[float, float]:
+    """A checked (mean, std) pair."""
+    try:
+        mean, std = (float(v) for v in target)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"target must be (mean, std), got {target!r}") from None
+    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+        raise InvalidRequest(f"target mean and std must be finite with std > 0, got {target!r}")
+    return mean, std
 
 
 def _normalizer(transform: dict[str, Any], n_features: int) -> keras.layers.Layer | None:

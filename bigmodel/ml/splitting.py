@@ -59,8 +59,11 @@ def split_rows(positions: np.ndarray, y: np.ndarray, stratify: bool, fractions: 
         order = rng.permutation(positions)
         bounds = np.cumsum([sizes[s] for s in names])[:-1]
         return dict(zip(names, np.split(order, bounds), strict=True))
-    classes = np.unique(y)
-    groups = [positions[y == c] for c in classes]
+    # One stable sort groups the rows by class (each in its original order): O(n log n) for any number
+    # of classes, where a mask per class would be O(n * classes).
+    by_class = np.argsort(y, kind="stable")
+    _, starts = np.unique(y[by_class], return_index=True)
+    groups = np.split(positions[by_class], starts[1:])
     alloc = _allocate(np.array([len(g) for g in groups]), np.array([sizes[s] for s in names]))
     parts: dict[str, list[np.ndarray]] = {s: [] for s in names}
     for group, counts in zip(groups, alloc, strict=True):

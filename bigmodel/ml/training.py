@@ -117,11 +117,14 @@ def _arrays(pair: tuple[np.ndarray, np.ndarray], what: str) -> tuple[np.ndarray,
 def _dataset(
     x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None
 ) -> tf.data.Dataset:
-    """A batched, prefetched dataset; shuffled (reproducibly) when a seed is given."""
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    """Batches gathered by row index from the arrays, held once as tensors; shuffled (reproducibly) when
+    a seed is given. Shuffling moves indices, never rows: no per-row elements, no copy of the data set."""
+    features, labels = tf.constant(x), tf.constant(y)
+    rows = tf.data.Dataset.range(len(x))
     if seed is not None:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        rows = rows.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    batches = rows.batch(batch_size).map(lambda i: (tf.gather(features, i), tf.gather(labels, i)))
+    return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def fit(

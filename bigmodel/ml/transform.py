@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from bigmodel.errors import DataError
 
 MISSING = "__missing__"
 NORMALIZATIONS = ("standard", "minmax", "l2", "none")
+BLOCK_VALUES = 1 << 20  # values per float64 working block: 8 MiB whatever the matrix size
 
 
 def _is_null(value: Any) -> bool:
@@ -76,9 +78,18 @@ def _category_key(value: Any) -> str | None:
 
 def category_keys(series: pd.Series) -> np.ndarray:
     """Object array of category keys for a raw column; None where the value is null."""
-    if series.dtype.kind == "b":
+    kind = series.dtype.kind
+    if kind == "b":
         return np.where(series.to_numpy(), "true", "false").astype(object)
-    return np.array([_category_key(v) for v in series.astype(object).to_numpy()], dtype=object)
+    if kind in "iu":
+        return series.to_numpy().astype(str).astype(object)
+    values = series.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        # Text columns (the common case) need no per-value look: the value is its own key.
+        keys = np.array(values, dtype=object, copy=True)
+        keys[pd.isna(keys)] = None
+        return keys
+    return np.array([_category_key(v) for v in values], dtype=object)
 
 
 def _column(df: pd.DataFrame, name: str) -> pd.Series:
@@ -131,29 +142,64 @@ def encode(df: pd.DataFrame, transform: dict[str, Any]) -> np.ndarray:
     return out
 
 
-def normalize(x: np.ndarray, transform: dict[str, Any]) -> np.ndarray:
-    """Apply the fitted normalisation to an encoded matrix (float32)."""
-    x = np.asarray(x, dtype=np.float64)
+def _blocks(x: np.ndarray) -> Iterator[tuple[slice, slice]]:
+    """(rows, columns) slices that cover x in pieces of about BLOCK_VALUES, along its contiguous axis."""
+    rows, cols = x.shape
+    if x.flags.f_contiguous and not x.flags.c_contiguous:
+        step = max(1, BLOCK_VALUES // max(rows, 1))
+        for start in range(0, cols, step):
+            yield slice(None), slice(start, start + step)
+    else:
+        step = max(1, BLOCK_VALUES // max(cols, 1))
+        for start in range(0, rows, step):
+            yield slice(start, start + step), slice(None)
+
+
+def normalize_inplace(x: np.ndarray, transform: dict[str, Any]) -> None:
+    """Apply the fitted normalisation to a float32 encoded matrix in place.
+
+    The arithmetic is float64 a block at a time (never a float64 copy of the whole matrix), so the
+    result is the float32 rounding of the exact value whatever the matrix's size or memory order.
+    """
     width = len(transform["features"])
     if x.ndim != 2 or x.shape[1] != width:
         raise DataError(f"expected an encoded matrix with {width} columns, got shape {x.shape}")
     method = transform["normalize"]
     if method == "none":
-        return x.astype(np.float32)
+        return
     if method == "l2":
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
+        norms = np.zeros(len(x))
+        for rows, cols in _blocks(x):
+            norms[rows] += np.square(x[rows, cols], dtype=np.float64).sum(axis=1)
+        norms = np.sqrt(norms)
         norms[norms == 0] = 1.0  # an all-zero row stays zeros
-        return (x / norms).astype(np.float32)
+        for rows, cols in _blocks(x):
+            x[rows, cols] = x[rows, cols] / norms[rows, None]
+        return
     if method in ("standard", "minmax"):
         offset = np.asarray(transform["offset"], dtype=np.float64)
         scale = np.asarray(transform["scale"], dtype=np.float64)
-        return ((x - offset) / scale).astype(np.float32)
+        for rows, cols in _blocks(x):
+            x[rows, cols] = (x[rows, cols].astype(np.float64) - offset[cols]) / scale[cols]
+        return
     raise DataError(f"unknown normalisation {method!r}; expected one of {', '.join(NORMALIZATIONS)}")
+
+
+def normalize(x: np.ndarray, transform: dict[str, Any]) -> np.ndarray:
+    """Apply the fitted normalisation to an encoded matrix; returns a new float32 matrix."""
+    out = np.array(x, dtype=np.float32, copy=True)
+    if out.ndim != 2:
+        raise DataError(f"expected an encoded matrix with {len(transform['features'])} columns, "
+                        f"got shape {out.shape}")
+    normalize_inplace(out, transform)
+    return out
 
 
 def transform_rows(df: pd.DataFrame, transform: dict[str, Any]) -> np.ndarray:
     """encode then normalize: exactly what fit_preprocess produced for the same raw rows."""
-    return normalize(encode(df, transform), transform)
+    x = encode(df, transform)
+    normalize_inplace(x, transform)
+    return x
 
 
 def rows_to_frame(instances: list[Any], transform: dict[str, Any]) -> pd.DataFrame:

@@ -24,15 +24,14 @@ def preprocess(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         record = ds.get(out_id)
         ctx.log("same dataset and params as an earlier preprocess: reusing its output")
     except NotFound:
-        ctx.progress("read", 0, 3)
-        frame = ds.frame(source["id"])
+        ctx.progress("fit", 0, 2)
+        with ds.columns(source["id"]) as columns:  # read column by column, never the whole table
+            prepared = data.fit_preprocess(columns, fit_params)
         ctx.check_cancelled()
-        ctx.progress("fit", 1, 3)
-        prepared = data.fit_preprocess(frame, fit_params)
-        ctx.progress("write", 2, 3)
-        record = ds.save_processed(out_id, prepared.splits, prepared.transform, source["id"], fit_params,
+        ctx.progress("write", 1, 2)
+        record = ds.save_processed(out_id, prepared, source["id"], fit_params,
                                    safe_name(f"{source['name']}-processed", out_id[:12]))
-        ctx.progress("done", 3, 3)
+        ctx.progress("done", 2, 2)
     transform = record["transform"]
     result = {"dataset": out_id, "rows": record["splits"], "features": transform["features"],
               "task": transform["task"]}

@@ -8,7 +8,6 @@ from typing import Any
 
 from bigmodel.cache import sha256_file
 from bigmodel.jobs.context import JobContext
-from bigmodel.ml import data
 from bigmodel.runners.common import datasets, processed, registry
 
 
@@ -19,16 +18,17 @@ def train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
 
     record = processed(ctx, params["dataset"])
     transform = record["transform"]
-    ds = datasets(ctx)
-    x, y = data.split_xy(ds.frame(record["id"], "train"), transform)
-    val = None
-    if "validation" in record["splits"] and record["splits"]["validation"]:
-        val = data.split_xy(ds.frame(record["id"], "validation"), transform)
+    has_validation = bool(record["splits"].get("validation"))
+    # One read of the file for both splits.
+    arrays = datasets(ctx).arrays(record["id"], ("train", "validation") if has_validation else ("train",))
+    x, y = arrays["train"]
+    val = arrays.get("validation")
     spec = {**params["model"], "task": transform["task"]}
     classes = transform.get("label_classes")
+    target = models.target_stats(y) if transform["task"] == "regression" else None
     with devices.training_scope(ctx.settings.mixed_precision) as placement:  # GPUs, strategy, precision
         core = models.build_model(spec, len(transform["features"]), len(classes) if classes else None,
-                                  params["optimizer"], params["learning_rate"], params["seed"])
+                                  params["optimizer"], params["learning_rate"], params["seed"], target=target)
     ctx.log(placement.describe())
 
     def on_epoch(epoch: int, total: int, logs: dict[str, float]) -> None:
