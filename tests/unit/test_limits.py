@@ -86,3 +86,13 @@ def test_online_inference_rows_are_bounded_too(tmp_path) -> None:
     assert plane.check_features(meta, np.zeros((3, 2))).shape == (3, 2)
     with pytest.raises(ValidationFailed, match="BIGMODEL_MAX_INLINE_ROWS"):
         plane.check_features(meta, np.zeros((4, 2)))
+
+
+def test_counted_routes_answer_503_with_retry_after_when_redis_is_down(tmp_path) -> None:
+    from api import create_app
+
+    client = create_app(Settings(redis_url="redis://127.0.0.1:1/0", store_url=str(tmp_path))).test_client()
+    for path, body in (("/v1/jobs", {"type": "ping"}), ("/v2/models/m/infer", {"inputs": []})):
+        down = client.post(path, json=body)
+        assert down.status_code == 503 and down.headers["Retry-After"] == "5", down.get_data(as_text=True)
+        assert "redis://" not in down.get_data(as_text=True)
