@@ -22,6 +22,8 @@ def test_every_bound_and_rate_is_read_from_its_setting() -> None:
     assert limits.submit_rate == limits.infer_rate == "5/second"
     assert Settings.from_env({}).limits == Limits()
     assert Limits.from_env({"BIGMODEL_RATE_SUBMIT": "off", "BIGMODEL_RATE_INFER": "0"}).submit_rate is None
+    for notation in ("10/minute", "5 per second", "10 per hour"):  # as the README writes them
+        assert Limits.from_env({"BIGMODEL_RATE_INFER": notation}).infer_rate == notation
 
 
 @pytest.mark.parametrize(("setting", "value"), [
