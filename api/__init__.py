@@ -12,6 +12,7 @@ from bigmodel.config import Settings
 def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask:
     """Build the API for these settings (read from the environment when not given)."""
     from api import auth, dashboard, datasets, errors, health, jobs, models, openapi, services, tfserving, v2
+    from api import limits as rate_limits
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -25,6 +26,7 @@ def create_app(settings: Settings | None = None, *, celery: Any = None) -> Flask
     auth.register(app, settings)
     for bp in (health.bp, datasets.bp, jobs.bp, models.bp, openapi.bp, v2.bp, tfserving.bp, dashboard.bp):
         app.register_blueprint(bp)
+    rate_limits.register(app, settings, s.redis)  # after auth (its key is the tenant) and the routes
 
     @app.after_request
     def _count(response: Response) -> Response:

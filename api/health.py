@@ -6,14 +6,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from api.auth import tenant_for
 from api.services import Services, services
-from bigmodel.errors import BigModelError
+from bigmodel.config import Settings
+from bigmodel.errors import BigModelError, Unauthorized
 from bigmodel.jobs.presence import QUEUES
 from bigmodel.stats import BufferedCounts, RedisCollector, RedisMetrics
 
@@ -78,16 +80,36 @@ def healthz() -> Any:
     return jsonify(status="ok")
 
 
+def shows_details(settings: Settings) -> bool:
+    """Whether this caller may see worker names: any valid token, no tokens configured, or the operator's
+    BIGMODEL_PUBLIC_DETAILS. Any tenant's token, because the names are the operator's machines, not a
+    tenant's data, and every tenant already sees them in its own jobs' `worker` field."""
+    if settings.public_details or not settings.auth_enabled:
+        return True
+    try:
+        tenant_for(settings, request.headers.get("Authorization"))
+    except Unauthorized:
+        return False  # a probe is never refused: it gets the counts
+    return True
+
+
+def pool_view(pools: dict[str, dict[str, Any]], details: bool) -> dict[str, dict[str, Any]]:
+    """Pools with their worker counts; the workers' names (host names) only with details."""
+    return {name: {"workers_online": len(p["workers"]), "concurrency": p["concurrency"],
+                   "queues": p["queues"], **({"workers": p["workers"]} if details else {})}
+            for name, p in pools.items()}
+
+
 @bp.get("/readyz")
 def readyz() -> Any:
-    """200 when Redis answers and the store is writable; lists pools and queue depths."""
+    """200 when Redis answers and the store is writable; pools (with counts) and queue depths."""
     s = services()
     checks: dict[str, str] = {}
     body: dict[str, Any] = {"status": "ok", "checks": checks}
     try:
         s.redis.ping()
         checks["redis"] = "ok"
-        body["pools"] = s.presence.pools()
+        body["pools"] = pool_view(s.presence.pools(), shows_details(s.settings))
         body["queues"] = s.presence.depths()
         body["oldest_waiting_seconds"] = {q: round(a, 1) for q, a in s.queues.oldest_ages().items()}
     except redis.exceptions.RedisError:
@@ -110,7 +132,7 @@ def readyz() -> Any:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text format, the whole system's figures from any API process."""
+    """Prometheus text format, the whole system's figures from any API process: counts, never names."""
     m: Metrics = services().metrics  # type: ignore[attr-defined]
     m.counts.flush()  # this process's own counts first
     # content_type, not mimetype: CONTENT_TYPE_LATEST already names its charset, and Flask would add one.

@@ -17,6 +17,7 @@ from bigmodel.jobs.lookup import by_prefix
 from bigmodel.jobs.presence import priority_to_broker
 from bigmodel.jobs.states import JobState
 from bigmodel.jobs.waiting import explain
+from bigmodel.limits import check_params
 from bigmodel.schemas import JobSubmission
 from workers.celery_app import RUN_JOB
 
@@ -56,6 +57,7 @@ def submit_job(s: Services, tenant_name: str, body: dict[str, Any],
     """Validate, record and publish a job; returns (record, created)."""
     submission = parse(JobSubmission, body)
     params = validate_params(submission.type, submission.params)
+    check_params(submission.type, params, s.settings.limits)
     gpus = submission.resources.gpu
     gpu_online = s.presence.serves(gpu_queue(gpus)) if gpus else False
     where = route(submission.type, gpus, gpu_fallback=s.settings.gpu_fallback,

@@ -95,7 +95,7 @@ def _wait_servers(stack: Stack, count: int, timeout: float = 180) -> None:
     while time.monotonic() < deadline:
         try:
             pools = requests.get(stack.url + "/readyz", timeout=10).json().get("pools", {})
-            if len(pools.get("infer", {}).get("workers", [])) >= count:
+            if pools.get("infer", {}).get("workers_online", 0) >= count:
                 return
         except (requests.RequestException, ValueError):
             pass

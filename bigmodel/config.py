@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from bigmodel.errors import ConfigError
+from bigmodel.limits import Limits
 from bigmodel.names import is_name
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -111,6 +112,9 @@ class Settings:
     model_cache_items: int = 8
     model_cache_mb: int = 1024
     threads: int | None = None  # math threads per process; None: cores / processes of the pool
+    # Bounds on costly parameters and per-tenant request rates (bigmodel/limits.py, docs/security.md).
+    limits: Limits = field(default_factory=Limits)
+    public_details: bool = False  # /readyz shows worker names to callers without a token
 
     @property
     def store_is_remote(self) -> bool:
@@ -199,6 +203,8 @@ class Settings:
             cache_bytes=_int(env, "BIGMODEL_CACHE_BYTES", 10 * 2**30),
             gpus_per_process=per_process,
             mixed_precision=mixed,
+            limits=Limits.from_env(env),
+            public_details=env.get("BIGMODEL_PUBLIC_DETAILS", "").lower() in ("1", "true", "yes"),
             **_serving_settings(env),
         )
 

@@ -34,7 +34,7 @@ class PingParams(BaseModel):
     """A diagnostic job that returns its params; `sleep` seconds and `fail` help test the pools."""
 
     model_config = ConfigDict(extra="allow")
-    sleep: float = Field(0.0, ge=0, le=3600)
+    sleep: float = Field(0.0, ge=0, allow_inf_nan=False)  # upper bound: Limits.ping_sleep
     fail: str | None = None
     steps: int = Field(1, ge=1, le=10_000)
 
@@ -72,15 +72,15 @@ class ModelSpec(Strict):
 
     name: str = Field(pattern=NAME_PATTERN)
     task: Literal["binary", "multiclass", "regression"] | None = None
-    hidden: list[int] = Field(default_factory=lambda: [64, 32], max_length=32)
+    hidden: list[int] = Field(default_factory=lambda: [64, 32])  # upper bounds: Limits.hidden_*
     activation: str = "relu"
     dropout: float = Field(0.0, ge=0, lt=1)
 
     @field_validator("hidden")
     @classmethod
     def _positive(cls, value: list[int]) -> list[int]:
-        if any(h < 1 or h > 65_536 for h in value):
-            raise ValueError("hidden layer sizes must be between 1 and 65536")
+        if any(h < 1 for h in value):
+            raise ValueError("hidden layer sizes must be at least 1")
         return value
 
 
@@ -96,8 +96,8 @@ class TrainParams(Strict):
 
     dataset: str = Field(pattern=DATASET_ID_PATTERN, description="id of a processed dataset")
     model: ModelSpec
-    epochs: int = Field(10, ge=1, le=10_000)
-    batch_size: int = Field(32, ge=1, le=1_000_000)
+    epochs: int = Field(10, ge=1)  # upper bounds of these two: Limits (bigmodel/limits.py)
+    batch_size: int = Field(32, ge=1)
     optimizer: Literal["adam", "sgd", "rmsprop", "adamw", "adagrad"] = "adam"
     learning_rate: float = Field(1e-3, gt=0, le=10)
     early_stopping: EarlyStopping | None = None
@@ -123,7 +123,7 @@ class PredictParams(Strict):
     version: Version = "latest"
     dataset: str | None = Field(None, pattern=DATASET_ID_PATTERN)
     split: Literal["train", "validation", "test"] | None = None
-    instances: list[list[Any] | dict[str, Any]] | None = Field(None, min_length=1, max_length=100_000)
+    instances: list[list[Any] | dict[str, Any]] | None = Field(None, min_length=1)  # Limits.inline_rows
 
     @model_validator(mode="after")
     def _one_input(self) -> PredictParams:

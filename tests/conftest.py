@@ -12,6 +12,11 @@ from tests.services import RedisServer, Stack
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked after_all (the log audit) run once every other test has run."""
+    items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)  # stable: order kept
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     if not RedisServer.available():

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import redis
 import requests
@@ -70,6 +71,8 @@ class RedisServer:
 class Stack:
     """The API and worker pools as real processes, on a given Redis and store folder."""
 
+    instances: ClassVar[list[Stack]] = []  # every stack of this test run: the log audit reads them all
+
     def __init__(self, redis_server: RedisServer, store: Path, env: dict[str, str] | None = None) -> None:
         self.redis = redis_server
         self.port = free_port()
@@ -80,6 +83,7 @@ class Stack:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs = store.parent
         self.logs.mkdir(parents=True, exist_ok=True)
+        Stack.instances.append(self)
 
     def spawn(self, *args: str, log: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         """Start `bigmodel <args>` with its output in a log file next to the store."""
@@ -91,14 +95,14 @@ class Stack:
         return proc
 
     def start(self, *, cpu_workers: int = 2, pools: tuple[str, ...] = ("cpu",), api_workers: int = 2,
-              timeout: float = 120) -> None:
+              timeout: float = 120, loglevel: str = "WARNING") -> None:
         """Start the API and the pools; wait until /readyz shows every pool online."""
         self.spawn("api", "--port", str(self.port), "--workers", str(api_workers), log="api.log")
         if "cpu" in pools:
-            self.spawn("worker", "--pool", "cpu", "--concurrency", str(cpu_workers), "--loglevel", "WARNING",
+            self.spawn("worker", "--pool", "cpu", "--concurrency", str(cpu_workers), "--loglevel", loglevel,
                        log="worker.log")
         if "infer" in pools:
-            self.spawn("worker", "--pool", "infer", "--loglevel", "WARNING", log="infer.log")
+            self.spawn("worker", "--pool", "infer", "--loglevel", loglevel, log="infer.log")
         self.wait_ready(pools, timeout)
 
     def wait_ready(self, pools: tuple[str, ...] = ("cpu",), timeout: float = 120) -> dict:

@@ -151,13 +151,13 @@
 
   /* ---- pools strip and page --------------------------------------------------------------------- */
   async function readiness() {
-    const r = await fetch("/readyz", { headers: { Accept: "application/json" } });
+    const r = await fetch("/readyz", { headers: headers() });  // with a token, it names the workers
     return r.json();
   }
   function poolStrip(ready) {
     const pools = ready.pools || {}, queues = ready.queues || {}, oldest = ready.oldest_waiting_seconds || {};
     const pills = Object.entries(pools).map(([name, p]) =>
-      h("div", { class: "pill", "data-pool": name }, h("b", {}, p.workers.length), `${name} worker${p.workers.length === 1 ? "" : "s"} online (${p.concurrency} processes)`));
+      h("div", { class: "pill", "data-pool": name }, h("b", {}, p.workers_online), `${name} worker${p.workers_online === 1 ? "" : "s"} online (${p.concurrency} processes)`));
     if (!pills.length) pills.push(h("div", { class: "pill" }, h("b", {}, "0"), "workers online: jobs wait until a pool starts"));
     for (const [q, depth] of Object.entries(queues)) {
       if (q === "infer" && !depth) continue;
@@ -177,7 +177,7 @@
         poolStrip(ready),
         h("h2", {}, "Pools"),
         pools.length ? h("table", {}, h("thead", {}, h("tr", {}, ["Pool", "Workers", "Processes", "Queues"].map((t) => h("th", {}, t)))),
-          h("tbody", {}, pools.map(([name, p]) => h("tr", {}, h("td", {}, name), h("td", { class: "mono" }, p.workers.join(", ")),
+          h("tbody", {}, pools.map(([name, p]) => h("tr", {}, h("td", {}, name), h("td", { class: "mono" }, p.workers ? p.workers.join(", ") : `${p.workers_online} (names need a token)`),
             h("td", {}, p.concurrency), h("td", {}, p.queues.join(", "))))))
           : h("p", { class: "muted" }, "No worker is online. Start one with `bigmodel worker --pool cpu` (or `make run`)."),
         h("h2", {}, "Queues"),

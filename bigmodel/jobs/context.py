@@ -90,7 +90,8 @@ class JobContext:
         """Write an artifact of this job to the store and list it in the record."""
         rel = self.artifact_rel(name)
         size = self.store.write_bytes(rel, data)
-        entry = {"name": name, "uri": self.store.uri(rel), "size_bytes": size}
+        # The API path, not the store's: the record is public and store paths are the operator's.
+        entry = {"name": name, "uri": f"/v1/jobs/{self.job_id}/artifacts/{name}", "size_bytes": size}
         self.artifacts = [a for a in self.artifacts if a["name"] != name] + [entry]
         return entry
 

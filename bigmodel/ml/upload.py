@@ -52,7 +52,8 @@ class Upload:
     def write(self, data: bytes) -> int:
         """Take the next chunk of the file."""
         if self.size + len(data) > self.max_bytes:
-            raise PayloadTooLarge(f"the file is larger than the limit of {self.max_bytes} bytes")
+            raise PayloadTooLarge(f"the file is larger than the limit of {self.max_bytes} bytes "
+                                  "(the server's BIGMODEL_MAX_UPLOAD_BYTES)")
         self._digest.update(data)
         view = memoryview(data)
         while view:

@@ -23,15 +23,15 @@ from bigmodel.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    ValidationFailed,
 )
+from bigmodel.limits import BOUNDS
 from bigmodel.ml import transform as encoding
 from bigmodel.ml.registry import Registry
 from bigmodel.serving.queue import InferQueue
 from bigmodel.store import Store
 
 META_CACHE_SIZE = 1024
-# A request crosses Redis whole (as base64): bigger inputs belong in a `predict` job on a dataset.
-MAX_BODY_BYTES = 64 * 1024 * 1024
 _BY_STATUS: dict[int, type[BigModelError]] = {400: InvalidRequest, 404: NotFound, 503: ServiceUnavailable}
 
 
@@ -63,10 +63,15 @@ class DataPlane:
         self._lock = threading.Lock()
 
     def check_body(self, length: int | None) -> None:
-        """413 for a body over MAX_BODY_BYTES, before it is read."""
-        if length is not None and length > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body is {length} bytes; online inference takes at most "
-                                  f"{MAX_BODY_BYTES} (use a predict job on a dataset for more)")
+        """413 for a body over the body bound, before it is read.
+
+        A request crosses Redis whole (as base64): bigger inputs belong in a `predict` job on a dataset.
+        """
+        limit = self.settings.limits.body_bytes
+        if length is not None and length > limit:
+            raise PayloadTooLarge(f"the body is {length} bytes; online inference takes at most {limit} "
+                                  f"(the server's {BOUNDS['body_bytes'].setting}; use a predict job on "
+                                  "a dataset for more)")
 
     def ready(self) -> bool:
         """Whether a serving process is online (Redis answering is implied)."""
@@ -108,6 +113,11 @@ class DataPlane:
         features = list(meta["transform"]["features"])
         if x.ndim != 2 or x.shape[1] != len(features) or x.shape[0] == 0:
             raise _shape_error(len(features), tuple(x.shape), features)
+        rows = self.settings.limits.inline_rows
+        if x.shape[0] > rows:
+            raise ValidationFailed(f"{x.shape[0]} rows is over the limit of {rows} rows in one request (the "
+                                   f"server's {BOUNDS['inline_rows'].setting}); use a predict job on a "
+                                   "dataset for more")
         x = np.asarray(x, dtype=np.float32)
         if not np.all(np.isfinite(x)):
             raise InvalidRequest("features contain NaN or infinite values")

@@ -247,11 +247,12 @@ def test_inference_bodies_are_bounded_before_they_are_read(tmp_path) -> None:
 
     from bigmodel.config import Settings
     from bigmodel.errors import PayloadTooLarge
-    from bigmodel.serving.dataplane import MAX_BODY_BYTES, DataPlane
+    from bigmodel.serving.dataplane import DataPlane
     from bigmodel.store import Store
 
     plane = DataPlane(redis.Redis(), Store(str(tmp_path)), Settings())
+    MAX_BODY_BYTES = Settings().limits.body_bytes
     plane.check_body(MAX_BODY_BYTES)
     plane.check_body(None)
-    with pytest.raises(PayloadTooLarge, match="predict job"):
+    with pytest.raises(PayloadTooLarge, match="BIGMODEL_MAX_BODY_BYTES.*predict job"):
         plane.check_body(MAX_BODY_BYTES + 1)
