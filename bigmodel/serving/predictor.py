@@ -68,8 +68,9 @@ class Predictor:
                 f"the transform has {len(self.label_classes)} label classes, "
                 f"the model predicts {n_classes}"
             )
-        # Compiled here, once, on whatever backend this process runs Keras on (a .keras file from any):
-        # no request waits for a trace, and no batch size makes a new one.
+        # Compiled here, on whatever backend this process runs Keras on (a .keras file from any): one
+        # program for every batch size on TensorFlow; on JAX one per padded bucket, the smallest now and
+        # each larger one once, when a batch first needs it.
         self._serving_fn = backend.forward(self.serving, self.n_features)
         self._core_fn = backend.forward(self.core, self.n_features)
         self.nbytes = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in self.serving.weights)
