@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -184,7 +184,7 @@ class Saved:
     """What save_model wrote: its files, and what the version's meta says of the backend and the export."""
 
     files: list[Path]
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any]  # keras_backend, and saved_model: {"exported": true} or why not
 
 
 def save_model(model: keras.Model, directory: str | Path) -> Saved:
@@ -205,7 +205,7 @@ def save_model(model: keras.Model, directory: str | Path) -> Saved:
         if backend.name() == "tensorflow":
             raise  # a broken export on TensorFlow is a real error: it must not pass as a saved model
         shutil.rmtree(export_dir, ignore_errors=True)  # no half-written SavedModel next to the .keras file
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]  # the gist, not a stack of frames
         meta["saved_model"] = {"exported": False, "reason": f"Keras on {backend.name()} could not export a "
                                f"TF SavedModel ({type(exc).__name__}: {reason}); model.keras serves it"}
     written = [keras_file]

@@ -96,7 +96,7 @@ def test_a_model_trained_on_another_backend_serves_on_tensorflow(backend: str, t
     np.testing.assert_allclose(served_here, np.load(tmp_path / "served.npy"), rtol=1e-5, atol=1e-6)
 
 
-COMPILES = """
+COMPILES = HIDE_TENSORFLOW + """
 import json, keras, numpy as np
 from bigmodel.ml import backend, devices, models, training
 # Two virtual CPU devices stand in for two GPUs: the same DataParallel code path trains on them
@@ -106,13 +106,13 @@ with devices.training_scope(placement=placement):
 rng = np.random.default_rng(0)
 y = rng.integers(0, 2, 256).astype("float32")
 x = np.stack([rng.normal(size=256) + 6 * y, rng.normal(size=256)], axis=1).astype("float32")
-result = training.fit(core, (x, y), None, epochs=12, batch_size=32)
+result = training.fit(core, (x, y), None, epochs=6, batch_size=32)
 traces = []
 call = core.stateless_call
 # Python runs only while jax traces: each call here is one program compiled
 core.stateless_call = lambda *a, **k: traces.append(a[2].shape[0]) or call(*a, **k)
 forward = backend.forward(core, 2)
-sizes = [1, 5, 16, 17, 30, 32, 33, 64, 3, 100, 128, 7]
+sizes = [1, 5, 16, 17, 30, 32, 33, 64, 3, 7]
 gaps = [float(np.abs(forward(x[:n]) - np.asarray(core(x[:n]))).max()) for n in sizes]
 hidden = core.get_layer("dense_0")
 print(json.dumps({"strategy": placement.strategy, "devices": len(hidden.kernel.value.sharding.device_set),
@@ -129,8 +129,8 @@ def test_jax_trains_data_parallel_and_serves_from_one_program_per_bucket() -> No
     # The model trains replicated over both devices, in mixed precision (compute capability 8.0)
     assert seen["strategy"] == "data-parallel" and seen["devices"] == 2
     assert seen["precision"] == "mixed_float16" and seen["accuracy"] > 0.85
-    # And twelve batch sizes compiled one program per padded bucket, each once, none per request
-    assert sorted(seen["traces"]) == sorted({bucket(n) for n in seen["sizes"]}) == [16, 32, 64, 128]
+    # And ten batch sizes compiled one program per padded bucket, each once, none per request
+    assert sorted(seen["traces"]) == sorted({bucket(n) for n in seen["sizes"]}) == [16, 32, 64]
     assert seen["gap"] < 1e-3  # float16 compute: the jitted and eager calls agree to its precision
 
 
