@@ -9,6 +9,11 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install --progress-bar on -e '.[cpu,dev]'
+	@# PyTorch for the torch-backend tests only from a CPU wheel already on this disk (pip's find-links), never
+	@# a download (PyPI's torch is a CUDA build of several GB); without it those tests skip and say why.
+	@$(PY) -m pip install -q --no-index --no-deps 'torch==2.13.0' >/dev/null 2>&1 \
+	  && $(PY) -m pip install -q 'torch==2.13.0' \
+	  || echo "no CPU wheel of torch 2.13.0 on this disk: the torch-backend tests will be skipped"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -96,7 +96,8 @@ def shows_details(settings: Settings) -> bool:
 def pool_view(pools: dict[str, dict[str, Any]], details: bool) -> dict[str, dict[str, Any]]:
     """Pools with their worker counts; the workers' names (host names) only with details."""
     return {name: {"workers_online": len(p["workers"]), "concurrency": p["concurrency"],
-                   "queues": p["queues"], **({"workers": p["workers"]} if details else {})}
+                   "queues": p["queues"], "backends": p.get("backends", []),
+                   **({"workers": p["workers"]} if details else {})}
             for name, p in pools.items()}
 
 

@@ -15,6 +15,8 @@ from bigmodel.names import is_name
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_API_URL = "http://127.0.0.1:8000"
+# Keras 3 backends a worker may run (KERAS_BACKEND); TensorFlow's fast paths are used only on the first.
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def redact_url(url: str) -> str:
@@ -104,6 +106,7 @@ class Settings:
     cache_bytes: int = 10 * 2**30  # 0 turns the cache off
     gpus_per_process: int = 1
     mixed_precision: str = "auto"  # "auto": float16 compute on GPUs of compute capability >= 7.0; "off"
+    keras_backend: str = "tensorflow"  # what a worker runs Keras on (bigmodel worker --backend)
     # Online inference (docs/inference.md): the wait for an answer, micro-batching, the model cache.
     infer_timeout: float = 30.0
     infer_max_batch: int = 64
@@ -181,6 +184,9 @@ class Settings:
         mixed = env.get("BIGMODEL_MIXED_PRECISION") or "auto"
         if mixed not in ("auto", "off"):
             raise ConfigError("BIGMODEL_MIXED_PRECISION must be 'auto' or 'off'")
+        keras_backend = env.get("BIGMODEL_KERAS_BACKEND") or "tensorflow"
+        if keras_backend not in KERAS_BACKENDS:
+            raise ConfigError(f"BIGMODEL_KERAS_BACKEND must be one of {', '.join(KERAS_BACKENDS)}")
         return cls(
             redis_url=env.get("BIGMODEL_REDIS_URL") or DEFAULT_REDIS_URL,
             store_url=env.get("BIGMODEL_STORE_URL") or "./var/store",
@@ -205,6 +211,7 @@ class Settings:
             mixed_precision=mixed,
             limits=Limits.from_env(env),
             public_details=env.get("BIGMODEL_PUBLIC_DETAILS", "").lower() in ("1", "true", "yes"),
+            keras_backend=keras_backend,
             **_serving_settings(env),
         )
 

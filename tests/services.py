@@ -95,12 +95,15 @@ class Stack:
         return proc
 
     def start(self, *, cpu_workers: int = 2, pools: tuple[str, ...] = ("cpu",), api_workers: int = 2,
-              timeout: float = 120, loglevel: str = "WARNING") -> None:
-        """Start the API and the pools; wait until /readyz shows every pool online."""
+              timeout: float = 120, loglevel: str = "WARNING", worker_args: tuple[str, ...] = ()) -> None:
+        """Start the API and the pools; wait until /readyz shows every pool online.
+
+        worker_args go to the cpu pool's `bigmodel worker` (e.g. ("--backend", "jax")).
+        """
         self.spawn("api", "--port", str(self.port), "--workers", str(api_workers), log="api.log")
         if "cpu" in pools:
             self.spawn("worker", "--pool", "cpu", "--concurrency", str(cpu_workers), "--loglevel", loglevel,
-                       log="worker.log")
+                       *worker_args, log="worker.log")
         if "infer" in pools:
             self.spawn("worker", "--pool", "infer", "--loglevel", loglevel, log="infer.log")
         self.wait_ready(pools, timeout)

@@ -20,7 +20,8 @@ def _info(app: Any, hostname: str) -> dict[str, Any]:
     conf = app.conf
     return {"pool": conf.get("bigmodel_pool", "cpu"), "queues": list(conf.get("bigmodel_worker_queues", [])),
             "concurrency": conf.get("bigmodel_concurrency", 1), "host": socket.gethostname(),
-            "pid": os.getpid(), "gpus": conf.get("bigmodel_gpus", [])}
+            "pid": os.getpid(), "gpus": conf.get("bigmodel_gpus", []),
+            "backend": conf.bigmodel_settings.keras_backend}
 
 
 @worker_ready.connect

@@ -16,6 +16,7 @@ from celery.exceptions import SecurityWarning
 
 from bigmodel import threads as thread_rule
 from bigmodel.config import Settings
+from bigmodel.errors import ConfigError
 from bigmodel.jobs.jobtypes import gpu_queue
 
 NO_GPU_EXIT = 2
@@ -87,14 +88,29 @@ def infer_plan(concurrency: int | None, name: str | None, threads: int | None = 
     return [WorkerPlan(node_name(n, base), ("infer",), 1, env) for n in names]
 
 
+def backend_env(backend: str) -> dict[str, str]:
+    """The environment that makes a process, and the children it starts, run Keras on `backend`."""
+    return {"KERAS_BACKEND": backend, "BIGMODEL_KERAS_BACKEND": backend}
+
+
+def use_backend(backend: str) -> None:
+    """Run Keras on `backend` here and in every child: before anything imports keras (it reads this once)."""
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != backend:
+        raise ConfigError(f"keras is already loaded on {keras.backend.backend()}: cannot switch to {backend}")
+    os.environ.update(backend_env(backend))
+
+
 def detect_gpus(settings: Settings) -> tuple[str, ...]:
-    """The GPU ids to use: BIGMODEL_GPUS if set, else what TensorFlow sees (asked in a child process)."""
+    """The GPU ids to use: BIGMODEL_GPUS if set, else what the Keras backend sees (asked in a child)."""
     if settings.gpus is not None:
         return settings.gpus
-    probe = ("import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'; import tensorflow as tf; "
-             "print(len(tf.config.list_physical_devices('GPU')))")
+    probe = ("import os; os.environ['TF_CPP_MIN_LOG_LEVEL']='3'; from bigmodel.ml.backend import gpus; "
+             "print(len(gpus()))")
+    env = {**os.environ, **backend_env(settings.keras_backend)}
     try:
-        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                             env=env)
         count = int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else 0
     except (subprocess.SubprocessError, ValueError, IndexError, OSError):
         count = 0

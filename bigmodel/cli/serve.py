@@ -14,7 +14,7 @@ import click
 import redis
 
 from bigmodel.cli.quiet import drop_tensorflow_noise
-from bigmodel.config import Settings
+from bigmodel.config import KERAS_BACKENDS, Settings
 from bigmodel.connections import redis_client
 from bigmodel.network import is_loopback
 
@@ -167,10 +167,12 @@ def api(host: str, port: int, http_workers: int, threads: int, quiet: bool) -> N
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--gpus-per-process", type=click.IntRange(min=1), default=None,
               help="GPUs each gpu-pool process gets (default: BIGMODEL_GPUS_PER_PROCESS or 1)")
+@click.option("--backend", type=click.Choice(KERAS_BACKENDS), default=None,
+              help="Keras backend (default: BIGMODEL_KERAS_BACKEND or tensorflow)")
 @click.option("--device", default=None, hidden=True)
 def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str | None,
            queues: str | None, warm: str | None, loglevel: str, gpus_per_process: int | None,
-           device: str | None) -> None:
+           backend: str | None, device: str | None) -> None:
     """Run a worker pool: prefork on CPU, one pinned process per GPU (or group), or serving processes."""
     from workers.pools import (
         NO_GPU_EXIT,
@@ -182,9 +184,13 @@ def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str 
         run_serving,
         run_worker,
         supervise,
+        use_backend,
     )
 
     settings = Settings.from_env()
+    if backend:
+        settings = settings.with_overrides(keras_backend=backend)
+    use_backend(settings.keras_backend)  # before anything imports keras: prefork and pool children inherit it
     if loglevel.upper() not in ("DEBUG", "INFO"):
         drop_tensorflow_noise()
     qs = tuple(q.strip() for q in queues.split(",") if q.strip()) if queues else None
@@ -199,7 +205,8 @@ def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str 
         return
     devices = tuple(device.split(",")) if device is not None else detect_gpus(settings)
     if not devices:
-        click.echo("no GPU found (TensorFlow sees none and BIGMODEL_GPUS is unset): not starting a gpu pool",
+        click.echo(f"no GPU found ({settings.keras_backend} sees none and BIGMODEL_GPUS is unset): "
+                   "not starting a gpu pool",
                    err=True)
         sys.exit(NO_GPU_EXIT)
     if device is not None:  # one child of the pool, given its devices

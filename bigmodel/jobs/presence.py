@@ -69,14 +69,16 @@ class Presence:
         return [json.loads(v) for v in self.r.hmget(self.info_key, names) if v]
 
     def pools(self) -> dict[str, dict[str, Any]]:
-        """Online pools by name, with their workers and total concurrency."""
+        """Online pools by name, with their workers, total concurrency, queues and Keras backends."""
         pools: dict[str, dict[str, Any]] = {}
         for w in self.workers():
             pool = pools.setdefault(w.get("pool", "?"), {"workers": [], "concurrency": 0,
-                                                         "queues": []})
+                                                         "queues": [], "backends": []})
             pool["workers"].append(w["name"])
             pool["concurrency"] += int(w.get("concurrency", 1))
             pool["queues"] = sorted(set(pool["queues"]) | set(w.get("queues", [])))
+            # The Keras backends the pool's workers run (workers older than the setting ran TensorFlow).
+            pool["backends"] = sorted(set(pool["backends"]) | {w.get("backend", "tensorflow")})
         return pools
 
     def serves(self, queue: str) -> bool:

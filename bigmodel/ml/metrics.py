@@ -9,7 +9,8 @@ import keras
 import numpy as np
 
 from bigmodel.errors import DataError, InvalidRequest
-from bigmodel.ml.models import compiled_forward, run_batched
+from bigmodel.ml import backend
+from bigmodel.ml.models import run_batched
 
 # Same clipping as Keras' cross-entropy losses, so our loss matches what training reported.
 EPSILON = 1e-7
@@ -139,8 +140,9 @@ def evaluate_model(
     if xs.ndim != 2 or xs.shape[1] != n_features or len(xs) == 0:
         raise DataError(f"expected a non-empty (rows, {n_features}) array, got shape {xs.shape}")
     n_outputs = int(core.output_shape[-1])
-    fn = compiled_forward(core, n_features)
-    fn(xs[:1])  # trace outside the timed region so rows_per_second measures inference only
+    fn = backend.forward(core, n_features)
+    for rows in {min(len(xs), batch_size), len(xs) % batch_size} - {0}:
+        fn(xs[:rows])  # compile each batch shape outside the timed region: rows_per_second is inference only
     start = time.perf_counter()
     out = run_batched(fn, xs, n_outputs, chunk=batch_size)
     seconds = time.perf_counter() - start

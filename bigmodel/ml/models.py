@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from bigmodel.errors import DataError, InvalidRequest
+from bigmodel.ml import backend
+from bigmodel.ml.backend import Forward
 
 TASKS = ("binary", "multiclass", "regression")
 NORMALIZERS = ("standard", "minmax", "l2", "none")
@@ -177,17 +179,38 @@ def serving_model(core: keras.Model, transform: dict[str, Any]) -> keras.Model:
     return keras.Model(inputs, outputs, name="serving")
 
 
-def save_model(model: keras.Model, directory: str | Path) -> list[Path]:
-    """Write model.keras and a TF SavedModel (saved_model/) into a local directory; return its files."""
+@dataclass(frozen=True)
+class Saved:
+    """What save_model wrote: its files, and what the version's meta says of the backend and the export."""
+
+    files: list[Path]
+    meta: dict[str, Any]  # keras_backend, and saved_model: {"exported": true} or why not
+
+
+def save_model(model: keras.Model, directory: str | Path) -> Saved:
+    """Write model.keras and a TF SavedModel (saved_model/) into a local directory.
+
+    The .keras file serves on any backend. The SavedModel needs TensorFlow: Keras exports it from
+    TensorFlow and (with TensorFlow installed) JAX; where it cannot, the version's meta says why.
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     keras_file = out / MODEL_FILE
     model.save(keras_file)
-    # Errors here are real (a broken export must not pass as a saved model), so let them raise.
-    model.export(str(out / SAVED_MODEL_DIR), format="tf_saved_model", verbose=False)
+    export_dir = out / SAVED_MODEL_DIR
+    meta: dict[str, Any] = {"keras_backend": backend.name(), "saved_model": {"exported": True}}
+    try:
+        model.export(str(export_dir), format="tf_saved_model", verbose=False)
+    except Exception as exc:
+        if backend.name() == "tensorflow":
+            raise  # a broken export on TensorFlow is a real error: it must not pass as a saved model
+        shutil.rmtree(export_dir, ignore_errors=True)  # no half-written SavedModel next to the .keras file
+        reason = (str(exc).strip().splitlines() or [""])[0][:300]  # the gist, not a stack of frames
+        meta["saved_model"] = {"exported": False, "reason": f"Keras on {backend.name()} could not export a "
+                               f"TF SavedModel ({type(exc).__name__}: {reason}); model.keras serves it"}
     written = [keras_file]
-    written.extend(sorted(p for p in (out / SAVED_MODEL_DIR).rglob("*") if p.is_file()))
-    return written
+    written.extend(sorted(p for p in export_dir.rglob("*") if p.is_file()))
+    return Saved(written, meta)
 
 
 def load_model(path: str | Path) -> keras.Model:
@@ -201,20 +224,9 @@ def load_model(path: str | Path) -> keras.Model:
     return keras.saving.load_model(p, safe_mode=True)
 
 
-def compiled_forward(model: keras.Model, n_features: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A tf.function running the model in inference mode on float32 [None, n_features] input."""
-    # One fixed signature with a None batch dimension: traced once, whatever the batch size.
-    return tf.function(
-        lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, n_features], tf.float32)],
-    )
-
-
-def run_batched(
-    fn: Callable[[tf.Tensor], tf.Tensor], x: np.ndarray, n_outputs: int, chunk: int = CHUNK_ROWS
-) -> np.ndarray:
-    """Apply a compiled function chunk by chunk (bounding memory) and stack the outputs."""
-    parts = [np.asarray(fn(tf.constant(x[i : i + chunk]))) for i in range(0, len(x), chunk)]
+def run_batched(fn: Forward, x: np.ndarray, n_outputs: int, chunk: int = CHUNK_ROWS) -> np.ndarray:
+    """Apply a backend.forward function chunk by chunk (bounding memory) and stack the outputs."""
+    parts = [fn(x[i : i + chunk]) for i in range(0, len(x), chunk)]
     if not parts:
         return np.zeros((0, n_outputs), dtype=np.float32)
     return np.concatenate(parts, axis=0)

@@ -200,7 +200,8 @@ class Registry:
         versions = self.versions(name)
         if not versions:
             raise NotFound(f"no model {name!r}")
-        public = ("version", "metrics", "params", "dataset", "job", "created_at", "features", "task")
+        public = ("version", "metrics", "params", "dataset", "job", "created_at", "features", "task",
+                  "keras_backend", "saved_model")
         return {
             "name": name,
             "versions": [{k: v.get(k) for k in public} for v in versions],

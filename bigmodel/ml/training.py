@@ -1,4 +1,4 @@
-"""Fitting a core model with tf.data, with per-epoch progress, cancel checkpoints and early stopping."""
+"""Fitting a core model on backend.batches, with per-epoch progress, cancel checkpoints and early stopping."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from bigmodel.errors import InvalidRequest
+from bigmodel.ml import backend
 
 EpochCallback = Callable[[int, int, dict[str, float]], None]
 BatchCallback = Callable[[], None]
@@ -114,19 +114,6 @@ def _arrays(pair: tuple[np.ndarray, np.ndarray], what: str) -> tuple[np.ndarray,
     return x, y
 
 
-def _dataset(
-    x: np.ndarray, y: np.ndarray, batch_size: int, seed: int | None
-) -> tf.data.Dataset:
-    """Batches gathered by row index from the arrays, held once as tensors; shuffled (reproducibly) when
-    a seed is given. Shuffling moves indices, never rows: no per-row elements, no copy of the data set."""
-    features, labels = tf.constant(x), tf.constant(y)
-    rows = tf.data.Dataset.range(len(x))
-    if seed is not None:
-        rows = rows.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    batches = rows.batch(batch_size).map(lambda i: (tf.gather(features, i), tf.gather(labels, i)))
-    return batches.prefetch(tf.data.AUTOTUNE)
-
-
 def fit(
     core: keras.Model,
     train: tuple[np.ndarray, np.ndarray],
@@ -141,7 +128,7 @@ def fit(
     on_batch_every: int = ON_BATCH_EVERY,
     initial_epoch: int = 0,
 ) -> TrainResult:
-    """Fit with tf.data (shuffled with seed, batched, prefetched), reporting each epoch through on_epoch."""
+    """Fit on backend.batches (shuffled with seed, batched), reporting each epoch through on_epoch."""
     for name, value, low in (
         ("epochs", epochs, 1),
         ("batch_size", batch_size, 1),
@@ -159,11 +146,11 @@ def fit(
     # Before building the dataset: tf.data combines the global seed with the shuffle's own seed.
     # It also seeds dropout masks and anything else drawn from Keras/TF/numpy generators.
     keras.utils.set_random_seed(seed)
-    train_ds = _dataset(x, y, batch_size, seed)
+    train_ds = backend.batches(x, y, batch_size, seed)
     val_ds = None
     if validation is not None:
         vx, vy = _arrays(validation, "validation")
-        val_ds = _dataset(vx, vy, batch_size, None)  # order does not change validation metrics
+        val_ds = backend.batches(vx, vy, batch_size, None)  # order does not change validation metrics
 
     reporter = _Reporter(epochs, on_epoch, on_batch, on_batch_every)
     callbacks: list[keras.callbacks.Callback] = [reporter]

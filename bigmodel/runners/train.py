@@ -45,14 +45,14 @@ def train(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     version = reg.allocate_version(name)
     folder = reg.version_dir(name, version)
     with tempfile.TemporaryDirectory() as tmp:
-        models.save_model(models.serving_model(result.core, transform), tmp)
+        saved = models.save_model(models.serving_model(result.core, transform), tmp)
         model_sha256 = sha256_file(f"{tmp}/{models.MODEL_FILE}")  # the machine caches' key
         ctx.store.put_tree(folder, tmp)
     ctx.store.write_bytes(f"{folder}/history.json", json.dumps(result.history).encode())
     reg.register(name, version, {"metrics": metrics, "params": params, "dataset": record["id"],
                                  "job": ctx.job_id, "features": transform["columns"],
                                  "task": transform["task"], "transform": transform,
-                                 "model_sha256": model_sha256})
+                                 "model_sha256": model_sha256, **saved.meta})  # backend, SavedModel
     return {"model": name, "version": version, "metrics": metrics, "history": result.history,
             "epochs_run": result.epochs_run}
 

@@ -16,6 +16,7 @@ from bigmodel import threads
 from bigmodel.config import Settings
 from bigmodel.connections import redis_client
 from bigmodel.jobs.presence import Presence
+from bigmodel.ml import backend
 from bigmodel.serving.batcher import Batcher, BatchOutcome
 from bigmodel.serving.queue import QUEUE_KEY, InferQueue, InferRequest
 from bigmodel.serving.repository import ModelRepository
@@ -49,6 +50,7 @@ class Server:
         return {"pool": POOL, "queues": [QUEUE_KEY], "concurrency": 1, "host": socket.gethostname(),
                 "pid": os.getpid(), "gpus": [], "threads": {"intra": self.threads.intra,
                                                             "inter": self.threads.inter},
+                "backend": backend.name(),
                 "models": ["/".join(map(str, k)) for k in self.repository.cache.keys()],
                 "cache_bytes": stats.nbytes, "max_batch": self.settings.infer_max_batch,
                 "max_wait_ms": self.settings.infer_max_wait_ms}
@@ -72,7 +74,7 @@ class Server:
 
     def run(self) -> None:
         """Warm up, announce, then serve until stopped."""
-        threads.configure_tensorflow(self.threads)
+        backend.configure_threads(self.threads)  # the runtime Keras loaded
         loaded = self.repository.warm(self.settings.infer_warm)
         if loaded:
             log.info("warm: %s", ", ".join(loaded))

@@ -201,7 +201,9 @@ def test_serving_round_trip(mode: str, tmp_path: Path) -> None:
     fit(core, (normalised, (normalised[:, 0] > 0).astype(np.float32)), None, epochs=1, batch_size=16)
     expected = np.asarray(core(normalised.astype(np.float32), training=False))
 
-    files = save_model(serving_model(core, tr), tmp_path / "model")
+    saved = save_model(serving_model(core, tr), tmp_path / "model")
+    files = saved.files
+    assert saved.meta == {"keras_backend": "tensorflow", "saved_model": {"exported": True}}
     assert (tmp_path / "model" / "model.keras") in files
     assert (tmp_path / "model" / "saved_model" / "saved_model.pb").is_file()
     assert all(f.is_file() for f in files)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from bigmodel.errors import InvalidRequest
+from bigmodel.ml.backend import batches
 from bigmodel.ml.metrics import evaluate_model
 from bigmodel.ml.models import build_model, save_model, serving_model, target_stats
-from bigmodel.ml.training import _dataset, fit
+from bigmodel.ml.training import fit
 from bigmodel.serving.predictor import Predictor
 
 
@@ -21,13 +22,13 @@ def epoch_rows(ds: object) -> list[list[float]]:
 def test_batches_cover_every_row_once_reshuffled_each_epoch_and_seeded() -> None:
     x = np.arange(100, dtype=np.float32).reshape(50, 2)
     y = np.arange(50, dtype=np.float32)
-    ds = _dataset(x, y, batch_size=8, seed=3)
+    ds = batches(x, y, batch_size=8, seed=3)
     first, second = epoch_rows(ds), epoch_rows(ds)
     assert sorted(first) == sorted(second) == list(range(50))
     assert first != second  # a new order every epoch
-    assert first == epoch_rows(_dataset(x, y, batch_size=8, seed=3))  # the same orders for the same seed
-    assert epoch_rows(_dataset(x, y, batch_size=8, seed=None)) == list(range(50))  # validation: in order
-    for features, labels in _dataset(x, y, batch_size=8, seed=3):
+    assert first == epoch_rows(batches(x, y, batch_size=8, seed=3))  # the same orders for the same seed
+    assert epoch_rows(batches(x, y, batch_size=8, seed=None)) == list(range(50))  # validation: in order
+    for features, labels in batches(x, y, batch_size=8, seed=3):
         np.testing.assert_array_equal(features.numpy()[:, 0], labels.numpy() * 2)  # rows stay whole
 
 
