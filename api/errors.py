@@ -1,54 +1,61 @@
-"""Every error as application/problem+json (RFC 9457), in one place."""
+"""Every error as application/problem+json (RFC 9457), in one place; `type` is /problems/<error type>."""
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import redis
 from flask import Flask, Response, json
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from bigmodel.errors import BigModelError, ValidationFailed
+from bigmodel.errors import BigModelError, PayloadTooLarge, RedisUnavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
 
 
-def problem(status: int, title: str, detail: str, type_: str = "about:blank",
+def problem(status: int, title: str, detail: str, code: str,
             headers: dict[str, str] | None = None, **extra: Any) -> Response:
-    """A problem+json response."""
-    body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+    """A problem+json response whose `type` names the snake_case error type."""
+    body = {"type": f"/problems/{code}", "title": title, "status": status, "detail": detail, **extra}
     response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
 
 
+def _bigmodel(exc: BigModelError) -> Response:
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ValidationFailed):
+        extra["errors"] = exc.errors
+    headers = {"Retry-After": "5"} if exc.status == 503 else None
+    return problem(exc.status, exc.title, exc.message, exc.code, headers, **extra)
+
+
 def register(app: Flask) -> None:
     """Install the handlers that turn exceptions into problem+json."""
+    app.register_error_handler(BigModelError, _bigmodel)
 
-    @app.errorhandler(BigModelError)
-    def _bigmodel(exc: BigModelError) -> Response:
-        extra: dict[str, Any] = {}
-        if isinstance(exc, ValidationFailed):
-            extra["errors"] = exc.errors
-        headers = {"Retry-After": "5"} if exc.status == 503 else None
-        return problem(exc.status, exc.title, exc.message, f"/problems/{exc.slug}", headers, **extra)
-
-    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.ConnectionError)  # also BusyLoadingError: Redis loading its AOF
     @app.errorhandler(redis.exceptions.TimeoutError)
     def _redis_down(exc: Exception) -> Response:
         # The message of a redis error can name the host; never the password, but keep it out anyway.
         log.warning("Redis is unreachable: %s", type(exc).__name__)
-        return problem(503, "Service unavailable", "the job database (Redis) is unreachable; retry later",
-                       "/problems/RedisUnavailable", {"Retry-After": "5"})
+        return _bigmodel(RedisUnavailable("the job database (Redis) is unreachable; retry later"))
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(exc: RequestEntityTooLarge) -> Response:
+        return _bigmodel(PayloadTooLarge("the request body is over the size limit"))
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         code = exc.code or 500
-        return problem(code, exc.name, exc.description or exc.name)
+        slug = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
+        return problem(code, exc.name, exc.description or exc.name, slug)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
-        return problem(500, "Internal error", "an unexpected error happened; it has been logged")
+        return problem(500, "Internal error", "an unexpected error happened; it has been logged",
+                       "internal_error")

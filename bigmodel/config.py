@@ -86,6 +86,11 @@ class Settings:
     worker_heartbeat_seconds: int = 5
     redis_timeout: float = 2.0
     request_timeout: float = 30.0
+    handover_seconds: int = 20  # a stopping worker's wait for running jobs to reach a checkpoint
+    max_json_bytes: int = 1024 * 1024  # JSON bodies; uploads have their own limit
+    sse_max_seconds: int = 600  # an event stream ends after this; clients reconnect with Last-Event-ID
+    sse_heartbeat_seconds: int = 15
+    job_index_limit: int = 100_000  # newest jobs listed per tenant (records stay in the store)
 
     @property
     def visibility_timeout(self) -> int:
@@ -147,4 +152,8 @@ class Settings:
             task_soft_time_limit=soft,
             task_time_limit=hard,
             request_timeout=_float(env, "BIGMODEL_REQUEST_TIMEOUT", 30.0),
+            handover_seconds=_int(env, "BIGMODEL_HANDOVER_SECONDS", 20),
+            max_json_bytes=_int(env, "BIGMODEL_MAX_JSON_BYTES", 1024 * 1024),
+            sse_max_seconds=_int(env, "BIGMODEL_SSE_MAX_SECONDS", 600),
+            job_index_limit=_int(env, "BIGMODEL_JOB_INDEX_LIMIT", 100_000),
         )

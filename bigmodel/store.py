@@ -64,11 +64,15 @@ class Store:
             if self._is_local:
                 os.makedirs(parent, exist_ok=True)
                 tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-                with open(tmp, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, full)
+                try:
+                    with open(tmp, "wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, full)
+                finally:
+                    if os.path.exists(tmp):  # a failed write leaves nothing behind
+                        os.unlink(tmp)
             else:
                 # Object stores make a single put visible all at once.
                 self.fs.pipe_file(full, data)

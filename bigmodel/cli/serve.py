@@ -49,8 +49,10 @@ def redis_command(url: str, data_dir: Path) -> list[str] | None:
     if binary is None or not is_loopback(parts.hostname or "") or parts.password:
         return None
     data_dir.mkdir(parents=True, exist_ok=True)
+    # The settings the failure model needs: every accepted job on disk within a second, never evicted.
     return [binary, "--port", str(parts.port or 6379), "--bind", "127.0.0.1", "--dir", str(data_dir),
-            "--appendonly", "yes", "--save", ""]
+            "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+            "--save", ""]
 
 
 @click.command()
@@ -85,7 +87,8 @@ def up(host: str, port: int, cpu_workers: int | None, gpu_workers: str, redis_ur
         commands.append(([*me, "worker", "--pool", "gpu"], {**env, "BIGMODEL_GPUS": ",".join(gpus)}))
     click.echo(f"bigmodel: API on http://{host}:{port}, cpu pool" + (f", gpu pool on {len(gpus)} GPU(s)"
                                                                     if gpus else " (no GPU found)"))
-    sys.exit(supervise(commands))
+    # Pools stop first and get their hand-over time; then the API; then the Redis we started.
+    sys.exit(supervise(commands, stop_timeout=settings.handover_seconds + 15))
 
 
 def _refuse_open_bind(host: str, settings: Settings) -> None:
@@ -149,7 +152,7 @@ def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str 
     for i, plan in enumerate(plans):
         argv = [*me, "--device", devices[i], "--name", plan.name] + (["--queues", queues] if queues else [])
         commands.append((argv, plan.env))
-    sys.exit(supervise(commands))
+    sys.exit(supervise(commands, stop_timeout=settings.handover_seconds + 10, together=True))
 
 
 COMMANDS = (up, api, worker)
