@@ -68,7 +68,7 @@ class JobContext:
     def log(self, message: str, level: str = "info") -> None:
         """Append a line to the job's log events (best effort)."""
         try:
-            self.jobs.log(self.job_id, message, level)
+            self.jobs.log(self.job_id, message, level, attempt=self.attempt)
         except Exception as exc:
             if not is_transient(exc):
                 raise

@@ -17,6 +17,7 @@ from bigmodel.clock import now_iso
 from bigmodel.config import Settings
 from bigmodel.errors import BigModelError, Conflict, InvalidRequest, NotFound
 from bigmodel.jobs import scripts
+from bigmodel.jobs.presence import queue_keys
 from bigmodel.jobs.states import TERMINAL, JobState
 from bigmodel.names import is_event_id, is_job_id
 from bigmodel.rebuild import ensure_index, epoch_of
@@ -93,14 +94,16 @@ class Jobs:
         self.index_limit = settings.job_index_limit
         self.idempotency_ttl = settings.idempotency_ttl
         self.lease_seconds = float(lease_seconds if lease_seconds is not None else settings.lease_seconds)
-        # How long a job may stay unpublished, or delivered but unclaimed, before the reaper acts.
+        # How long a job may stay unpublished, or delivered but unclaimed, before the reaper acts;
+        # and how often it checks that a published job's message is still on its queue.
         self.grace_ms = int(self.lease_seconds * 1000)
+        self.check_ms = 5 * self.grace_ms
         self.persist_within = 10.0  # seconds of retries when writing a final record to the store
         self.deadlines_key = f"{prefix}:deadlines"
         self.persist_key = f"{prefix}:persist"
         self._scripts = {name: client.register_script(getattr(scripts, name)) for name in (
-            "CREATE", "PUBLISHED", "DELIVERED", "CLAIM", "RENEW", "PROGRESS", "FINISH", "HAND_BACK",
-            "REQUEST_HANDOVER", "CANCEL", "REAP")}
+            "CREATE", "PUBLISHED", "DELIVERED", "CLAIM", "RENEW", "PROGRESS", "LOG", "FINISH", "HAND_BACK",
+            "REQUEST_HANDOVER", "CANCEL", "REAP", "RECHECK")}
 
     # keys -----------------------------------------------------------------
     def key(self, job_id: str) -> str:
@@ -163,7 +166,7 @@ class Jobs:
             if record["state"] != JobState.QUEUED.value:
                 return False
             self.send(record)
-            self._run("PUBLISHED", [self.key(job_id), self.deadlines_key], [job_id])
+            self._run("PUBLISHED", [self.key(job_id), self.deadlines_key], [job_id, self.check_ms])
             return True
         except Exception as exc:  # noqa: BLE001 - any broker failure: the reaper publishes it later
             log.warning("could not publish job %s (%s); the reaper will", job_id, type(exc).__name__)
@@ -254,10 +257,13 @@ class Jobs:
         return bool(self._run("PROGRESS", [self.key(job_id), self.events_key(job_id)],
                               [attempt, json.dumps(progress), event, self.event_limit]))
 
-    def log(self, job_id: str, message: str, level: str = "info") -> None:
-        """Append a log line to the job's events."""
+    def log(self, job_id: str, message: str, level: str = "info", attempt: int | None = None) -> None:
+        """Append a log line to the job's events (from a running attempt: only while it is current)."""
         event = json.dumps({"type": "log", "ts": now_iso(), "data": {"level": level, "message": message}})
-        self.r.xadd(self.events_key(job_id), {"e": event}, maxlen=self.event_limit, approximate=True)
+        if attempt is None:
+            self.r.xadd(self.events_key(job_id), {"e": event}, maxlen=self.event_limit, approximate=True)
+        else:
+            self._run("LOG", [self.key(job_id), self.events_key(job_id)], [attempt, event, self.event_limit])
 
     def signals(self, job_id: str, attempt: int) -> Signals:
         """Whether `attempt` is still current, and whether a cancel or a hand-over was asked."""
@@ -330,6 +336,11 @@ class Jobs:
         """The one recovery decision for a job whose deadline passed; publishes or finalizes as decided."""
         args = [job_id, max_attempts, now_iso(), self.grace_ms, self.job_ttl, self.event_limit]
         outcome = _text(self._run("REAP", self._final_keys(job_id), args))
+        if outcome == "check":
+            queue = json.loads(self.r.hget(self.key(job_id), "queue") or "null")
+            empty = queue is None or not sum(self.r.llen(k) for k in queue_keys(queue))
+            outcome = _text(self._run("RECHECK", [self.key(job_id), self.deadlines_key],
+                                      [job_id, int(empty), self.grace_ms, self.check_ms]))
         if outcome == "publish" and self.send is not None:
             self.publish(job_id)
         elif outcome in FINAL_STATES:

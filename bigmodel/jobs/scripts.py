@@ -74,13 +74,32 @@ redis.call('ZADD', KEYS[5], now_ms() + tonumber(ARGV[6]), ARGV[1])
 return {1, ARGV[1]}
 """
 
-# The job's message is on its queue. Stop watching it unless a worker already took the message.
-# KEYS: job, deadlines; ARGV: id
-PUBLISHED = """
+# The job's message is on its queue: look again later whether it is still there (a consumer that
+# popped it and died before recording it would lose it), unless a worker already took it.
+# KEYS: job, deadlines; ARGV: id, check ms
+PUBLISHED = PRELUDE + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
 redis.call('HSET', KEYS[1], 'published', 'true')
-if redis.call('HEXISTS', KEYS[1], 'delivered_to') == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
+if redis.call('HEXISTS', KEYS[1], 'delivered_to') == 0 then
+  redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), ARGV[1])
+end
 return 1
+"""
+
+# A published job's check came due and the reaper looked at its queue: if the queue is empty the
+# message was lost in transit (publish it again), else look again later.
+# KEYS: job, deadlines; ARGV: id, queue empty (1/0), grace ms, check ms
+# Returns 'publish' | 'waiting' | 'alive' (something else happened to the job meanwhile)
+RECHECK = PRELUDE + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' or not field(KEYS[1], 'published')
+   or redis.call('HEXISTS', KEYS[1], 'delivered_to') == 1 then return 'alive' end
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[1], 'published', 'false')
+  redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[3]), ARGV[1])
+  return 'publish'
+end
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[4]), ARGV[1])
+return 'waiting'
 """
 
 # A worker took the job's message: it must claim the job soon, or the reaper publishes it again.
@@ -134,6 +153,14 @@ if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'progress', ARGV[2])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[4]), '*', 'e', ARGV[3])
+return 1
+"""
+
+# A log line of the current attempt (a superseded one writes nothing, not even to the log).
+# KEYS: job, events; ARGV: attempt, event JSON, max events
+LOG = """
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[3]), '*', 'e', ARGV[2])
 return 1
 """
 
@@ -217,13 +244,16 @@ return state
 # The reaper's one decision about a job whose deadline passed.
 # KEYS: job, events, deadlines, persist
 # ARGV: id, max attempts, now (RFC 3339), publish grace ms, ttl, max events
-# Returns 'publish' (it is queued and unpublished: publish it) | 'cancelled' | 'failed' | 'alive' | 'gone'
+# Returns 'publish' (it is queued and unpublished: publish it) | 'check' (published: is its message
+# still on its queue?) | 'cancelled' | 'failed' | 'alive' | 'gone'
 REAP = PRELUDE + """
 local now = now_ms()
 local deadline = redis.call('ZSCORE', KEYS[3], ARGV[1])
 if not deadline then return 'gone' end
 if tonumber(deadline) > now then return 'alive' end
 local state = redis.call('HGET', KEYS[1], 'state')
+local delivered = redis.call('HEXISTS', KEYS[1], 'delivered_to') == 1
+if state == 'queued' and field(KEYS[1], 'published') and not delivered then return 'check' end
 if state == 'queued' then
   redis.call('HSET', KEYS[1], 'published', 'false')
   redis.call('HDEL', KEYS[1], 'delivered_to')

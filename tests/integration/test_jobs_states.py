@@ -89,7 +89,7 @@ def test_only_the_current_attempt_commits(jobs: Jobs) -> None:
 
 
 def test_cancel_races_finish_with_one_outcome(jobs: Jobs) -> None:
-    """The worker died (its lease lapsed): cancel ends the job at once, unless a late finish got there first."""
+    """The worker died (its lease lapsed): cancel ends the job now, unless a late finish got there first."""
     seen = set()
     claimed = [(job, jobs.claim(job, "w#1").attempt) for job in (new(jobs) for _ in range(30))]
     for job, _ in claimed:
@@ -98,12 +98,12 @@ def test_cancel_races_finish_with_one_outcome(jobs: Jobs) -> None:
         barrier = threading.Barrier(2)
         out: dict[str, object] = {}
 
-        def finish(j: str = job, a: int = attempt, o: dict = out) -> None:
-            barrier.wait()
+        def finish(j: str = job, a: int = attempt, o: dict = out, b: threading.Barrier = barrier) -> None:
+            b.wait()
             o["finished"] = jobs.finish(j, a, JobState.SUCCEEDED, result={"ok": 1})
 
-        def cancel(j: str = job, o: dict = out) -> None:
-            barrier.wait()
+        def cancel(j: str = job, o: dict = out, b: threading.Barrier = barrier) -> None:
+            b.wait()
             try:
                 o["cancel"] = jobs.cancel(j, "t1")["state"]
             except Conflict:
@@ -148,7 +148,7 @@ def test_reaper_requeues_lost_jobs_then_fails_them_worker_lost(jobs: Jobs, outbo
     requeued = [e for e in events(jobs, job) if e["state"] == "queued" and e.get("reason")]
     assert [e["reason"] for e in requeued] == ["worker_lost"] and requeued[0]["lapsed_ms"] >= 0
     assert jobs.r.ttl(jobs.key(job)) > 0  # final jobs do not live in Redis forever
-    assert json.loads((jobs.store.tenant("t1").read_bytes(f"jobs/{job}/record.json")))["state"] == "failed"
+    assert json.loads(jobs.store.tenant("t1").read_bytes(f"jobs/{job}/record.json"))["state"] == "failed"
 
 
 def test_two_reapers_at_once_make_one_decision(jobs: Jobs, outbox: Outbox) -> None:
@@ -169,7 +169,7 @@ def test_two_reapers_at_once_make_one_decision(jobs: Jobs, outbox: Outbox) -> No
 
 def test_hand_over_costs_no_attempt(jobs: Jobs, outbox: Outbox) -> None:
     job = new(jobs)
-    for n in range(1, 4):
+    for _ in range(3):
         attempt = jobs.claim(job, "w#1").attempt
         assert jobs.request_handover([job], "w#") == 1 and jobs.signals(job, attempt).handover
         assert jobs.hand_back(job, attempt, "worker stopping") == "queued"
@@ -193,6 +193,20 @@ def test_unpublished_and_unclaimed_jobs_are_published_again(jobs: Jobs, outbox: 
     assert Reaper(jobs, max_attempts=3).run_once() == {"publish": 2}
     assert sorted(outbox) == sorted([taken, published_only, never_published, taken])
     assert published_only not in jobs.due(1000)
+
+
+def test_a_published_message_lost_in_transit_is_published_again(jobs: Jobs, outbox: Outbox) -> None:
+    """A consumer can pop a message and die before recording it: the queue no longer holds it."""
+    waiting, lost = new(jobs), new(jobs)
+    for job in (waiting, lost):
+        jobs.publish(job)
+    wait_until_due(jobs, lost)  # time to check that the messages are still on their queue
+    jobs.r.lpush("cpu", "a message")  # the cpu queue holds a message: the waiting job's, say
+    assert Reaper(jobs, max_attempts=3).run_once() == {"waiting": 2}
+    jobs.r.delete("cpu")  # the queue is empty and both jobs are still queued: their messages were lost
+    wait_until_due(jobs, lost)
+    assert Reaper(jobs, max_attempts=3).run_once() == {"publish": 2}
+    assert sorted(outbox) == sorted([waiting, lost] * 2)
 
 
 def test_a_job_past_its_hard_limit_fails_time_limit(jobs: Jobs) -> None:
