@@ -61,7 +61,7 @@ def check_segment(value: object, what: str = "name") -> str:
     return value
 
 
-EVENT_ID_PATTERN = r"^[0-9]{1,20}(-[0-9]{1,20})?$"
+EVENT_ID_PATTERN = r"^[0-9]{1,19}(-[0-9]{1,19})?$"  # 64-bit parts, as Redis streams take them
 _EVENT_ID = re.compile(EVENT_ID_PATTERN)
 
 

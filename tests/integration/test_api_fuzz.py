@@ -1,0 +1,86 @@
+"""Schemathesis reads /openapi.json and fuzzes every route: no 5xx, and every answer as documented.
+
+Valid requests (as the document describes them) and invalid ones (which must get a 4xx) alike; routes
+that take an id are fuzzed with random ids and with the id of a job (or dataset) that exists, so the
+generated query strings and headers reach the code behind the lookup.
+`make test` runs a few examples per route; `make fuzz` runs many (BIGMODEL_FUZZ_EXAMPLES).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+import pytest
+import redis
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from api import create_app
+from api.openapi import ROUTES
+from bigmodel.config import Settings
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = int(os.environ.get("BIGMODEL_FUZZ_EXAMPLES", "8"))
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+KNOWN = {"/v1/jobs/{id}": "job", "/v1/datasets/{id}": "dataset"}  # path prefixes whose id we can give
+
+
+@dataclass
+class Target:
+    schema: schemathesis.BaseSchema
+    ids: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def target(redis_server, tmp_path_factory: pytest.TempPathFactory) -> Target:
+    redis.Redis.from_url(redis_server.url).flushdb()
+    config = Settings(redis_url=redis_server.url, store_url=str(tmp_path_factory.mktemp("fuzz-store")),
+                      sse_max_seconds=1, max_upload_bytes=1024 * 1024)
+    app = create_app(config)
+    client = app.test_client()
+    job = client.post("/v1/jobs", json={"type": "ping", "params": {}}).get_json()["id"]
+    dataset = client.post("/v1/datasets", data={"file": (io.BytesIO(b"a,b\n1,2\n"), "d.csv")},
+                          content_type="multipart/form-data").get_json()["id"]
+    return Target(schemathesis.openapi.from_wsgi("/openapi.json", app), {"job": job, "dataset": dataset})
+
+
+def variants() -> list[tuple[str, str, bool]]:
+    out = []
+    for method, path, *_ in ROUTES:
+        out.append((method, path, False))
+        if any(path.startswith(prefix) for prefix in KNOWN):
+            out.append((method, path, True))
+    return out
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
+@pytest.mark.parametrize(("method", "path", "known_id"), variants(),
+                         ids=lambda v: {True: "known-id", False: "any-id"}.get(v, str(v)))
+def test_no_5xx_and_answers_match_the_document(target: Target, method: str, path: str, known_id: bool,
+                                               mode: GenerationMode) -> None:
+    operation = target.schema[path][method.upper()]
+    free_path = bool(operation.path_parameters) and not known_id
+    if mode is GenerationMode.NEGATIVE and not (free_path or operation.query or operation.headers
+                                                or operation.body):
+        pytest.skip("nothing to make invalid: the route takes no other input")
+    fixed = {}
+    if known_id:
+        fixed = {"id": next(target.ids[kind] for prefix, kind in KNOWN.items() if path.startswith(prefix))}
+    strategy = operation.as_strategy(generation_mode=mode, path_parameters=fixed or None)
+
+    @given(case=strategy)
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    def fuzz(case) -> None:
+        case.call_and_validate(checks=CHECKS)
+
+    fuzz()
