@@ -44,6 +44,12 @@ def register(app: Flask) -> None:
         log.warning("Redis is unreachable: %s", type(exc).__name__)
         return _bigmodel(RedisUnavailable("the job database (Redis) is unreachable; retry later"))
 
+    @app.errorhandler(redis.exceptions.OutOfMemoryError)
+    def _redis_full(exc: Exception) -> Response:
+        # maxmemory-policy noeviction: Redis refuses writes rather than silently dropping jobs.
+        log.error("Redis is out of memory (maxmemory reached); writes are refused")
+        return _bigmodel(RedisUnavailable("the job database (Redis) is full; retry later"))
+
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc: RequestEntityTooLarge) -> Response:
         return _bigmodel(PayloadTooLarge("the request body is over the size limit"))

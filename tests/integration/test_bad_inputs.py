@@ -125,3 +125,23 @@ def test_an_event_stream_is_bounded_and_keeps_alive(redis_server, tmp_path) -> N
     resumed = client.get(f"/v1/jobs/{job}/events", headers={"Last-Event-ID": last_id}).get_data(as_text=True)
     assert '"state": "queued"' not in resumed and '"state": "cancelled"' in resumed
     assert resumed.rstrip().endswith("event: end\ndata: {}")
+
+
+def test_a_full_redis_answers_503_not_500(tmp_path) -> None:
+    """maxmemory-policy noeviction: a full Redis refuses writes; the API says so with 503 and Retry-After."""
+    from tests.services import RedisServer
+
+    if not RedisServer.available():
+        pytest.skip("needs a redis-server binary")
+    server = RedisServer(tmp_path / "redis", extra=("--maxmemory-policy", "noeviction"))
+    server.start()
+    try:
+        redis_client = server.client()
+        redis_client.set("ballast", b"x" * 1024 * 1024)
+        redis_client.config_set("maxmemory", redis_client.info("memory")["used_memory"] // 2)  # full
+        client = create_app(Settings(redis_url=server.url, store_url=str(tmp_path / "store"))).test_client()
+        response = client.post("/v1/jobs", json={"type": "ping", "params": {}})
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert "full" in response.get_json()["detail"]
+    finally:
+        server.stop()

@@ -252,3 +252,21 @@ def test_a_flushed_redis_is_rebuilt_from_the_store(rec: Rec) -> None:
     assert model["aliases"]["production"] == 1 and model["aliases"]["staging"] == 1
     # And the workers and the API go on by themselves
     assert wait_job(rec.stack, submit(rec.stack, {"type": "ping", "params": {}}))["state"] == "succeeded"
+
+
+def test_a_job_past_its_soft_time_limit_fails_time_limit(rec: Rec) -> None:
+    """Limits travel with the job's message; past the soft one the job stops and says why."""
+    from bigmodel.jobs.records import Jobs
+    from bigmodel.store import Store
+    from workers.celery_app import job_sender, make_celery
+
+    rec.nodes.ensure("w1", "w2")
+    config = Settings(redis_url=rec.server.url, store_url=str(rec.store))
+    jobs = Jobs(redis.Redis.from_url(rec.server.url), Store(config.store_url), settings=config,
+                send=job_sender(make_celery(config)))
+    record, _ = jobs.create(tenant="default", type="ping", params={"sleep": 30, "steps": 1}, queue="cpu",
+                            limits={"soft": 2, "hard": 20})
+    assert jobs.publish(record["id"])
+    done = wait_job(rec.stack, record["id"], timeout=60)
+    assert done["state"] == "failed" and done["error"]["type"] == "time_limit"
+    assert "soft time limit (2 s)" in done["error"]["message"]
