@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import redis
 
 from bigmodel.clock import now_iso
 from bigmodel.config import Settings
-from bigmodel.errors import BigModelError, Conflict, InvalidRequest, NotFound
+from bigmodel.errors import Conflict, InvalidRequest, NotFound
 from bigmodel.jobs import scripts
+from bigmodel.jobs.archive import Archive, attempt_folder
+from bigmodel.jobs.fields import FINAL_STATES, Claim, Sender, Signals, decode, encode, text
 from bigmodel.jobs.presence import queue_keys
 from bigmodel.jobs.states import TERMINAL, JobState
 from bigmodel.names import is_event_id, is_job_id
@@ -25,58 +25,11 @@ from bigmodel.retrying import retry_transient
 from bigmodel.store import Store
 
 log = logging.getLogger(__name__)
-
-# What a job record holds (the API shows a subset; record.json in the store holds all of it).
-RECORD_FIELDS = (
-    "id", "tenant", "type", "state", "queue", "priority", "params", "resources", "progress",
-    "attempts", "handovers", "worker", "created_at", "started_at", "finished_at", "result", "error",
-    "artifacts", "cancel_requested", "waiting", "limits",
-)  # fmt: skip
-FINAL_STATES = frozenset(s.value for s in TERMINAL)
-ATTEMPT_FOLDER = re.compile(r"^attempt-([0-9]+)$")
-
-# Publishes a job's message (task id = job id) on its queue; given by whoever owns a Celery app.
-Sender = Callable[[dict[str, Any]], None]
-
-
-def _encode(field: str, value: Any) -> str:
-    # `state` stays a bare string so that the Lua scripts can compare it; the rest is JSON.
-    return str(value) if field == "state" else json.dumps(value)
-
-
-def _decode_field(field: str, raw: bytes) -> Any:
-    return raw.decode() if field == "state" else json.loads(raw)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def attempt_folder(job_id: str, attempt: int) -> str:
-    """The store folder of one attempt's artifacts: every write names its attempt."""
-    return f"jobs/{job_id}/attempt-{int(attempt)}"
-
-
-@dataclass(frozen=True)
-class Claim:
-    """The answer to a worker asking for a job: 'claimed', 'held', 'missing' or a final state."""
-
-    outcome: str
-    attempt: int = 0
-
-    @property
-    def claimed(self) -> bool:
-        """True when this worker now runs the job (as attempt `attempt`)."""
-        return self.outcome == "claimed"
-
-
-@dataclass(frozen=True)
-class Signals:
-    """What a running attempt learns at a checkpoint."""
-
-    current: bool  # still the job's current attempt, and the job still running
-    cancel: bool
-    handover: bool
+# Named here because Jobs has a method called `list`, which annotations inside the class would find.
+Ids = list[str]
+Events = list[tuple[str, dict[str, Any]]]
+Page = tuple[list[dict[str, Any]], str | None]
+Artifacts = list[dict[str, Any]]
 
 
 class Jobs:
@@ -98,7 +51,7 @@ class Jobs:
         # and how often it checks that a published job's message is still on its queue.
         self.grace_ms = int(self.lease_seconds * 1000)
         self.check_ms = 5 * self.grace_ms
-        self.persist_within = 10.0  # seconds of retries when writing a final record to the store
+        self.archive = Archive(store) if store is not None else None
         self.deadlines_key = f"{prefix}:deadlines"
         self.persist_key = f"{prefix}:persist"
         self._scripts = {name: client.register_script(getattr(scripts, name)) for name in (
@@ -140,7 +93,7 @@ class Jobs:
             "artifacts": [], "cancel_requested": False, "waiting": waiting, "limits": limits,
         }  # fmt: skip
         idem = f"{self.prefix}:t:{tenant}:idem:{idempotency_key}" if idempotency_key else ""
-        fields = {k: _encode(k, v) for k, v in record.items()}
+        fields = {k: encode(k, v) for k, v in record.items()}
         fields["published"] = "false"
         now = time.time()
         created, existing_id = self._run(
@@ -150,7 +103,7 @@ class Jobs:
              self.grace_ms, self.index_limit, (now - self.job_ttl) * 1e6, self.event_limit],
         )
         if not created:
-            return self.get(_text(existing_id), tenant), False
+            return self.get(text(existing_id), tenant), False
         return record, True
 
     def publish(self, job_id: str) -> bool:
@@ -180,32 +133,24 @@ class Jobs:
                               [job_id, node, self.grace_ms]))
 
     # reading ----------------------------------------------------------------
-    @staticmethod
-    def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
-        out = {_text(k): v for k, v in raw.items()}
-        return {k: (_decode_field(k, out[k]) if k in out else None) for k in RECORD_FIELDS}
-
     def get(self, job_id: str, tenant: str | None = None) -> dict[str, Any]:
         """The record of a job; another tenant's job is NotFound, like a missing one."""
         if not is_job_id(job_id):  # never let a malformed id become a Redis key or a store path
             raise NotFound(f"no job {job_id!r}")
         raw = self.r.hgetall(self.key(job_id))
-        record = self._decode(raw) if raw else self._from_store(job_id, tenant)
+        record = decode(raw) if raw else self._from_store(job_id, tenant)
         if record is None or (tenant is not None and record["tenant"] != tenant):
             raise NotFound(f"no job {job_id!r}")
         return record
 
     def _from_store(self, job_id: str, tenant: str | None) -> dict[str, Any] | None:
         # Redis holds live state; a finished job's record also lives in the store.
-        if self.store is None or tenant is None:
+        if self.archive is None or tenant is None:
             return None
-        try:
-            return self.store.tenant(tenant).read_json(f"jobs/{job_id}/record.json")  # type: ignore[no-any-return]
-        except (OSError, ValueError, InvalidRequest):
-            return None
+        return self.archive.read(tenant, job_id)
 
     def list(self, tenant: str, *, state: str | None = None, type: str | None = None,
-             limit: int = 50, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+             limit: int = 50, cursor: str | None = None) -> Page:
         """Newest first, filtered by state and type; returns (items, next cursor or None)."""
         if self.store is not None:  # after Redis lost its data, the listing comes back from the store
             ensure_index(self.r, self.index_key(tenant), self.store.tenant(tenant), "jobs", "record.json",
@@ -214,16 +159,16 @@ class Jobs:
         max_score: str = f"({cursor}" if cursor else "+inf"
         batch = max(limit * 2, 50)
         while len(items) < limit:
-            page = self.r.zrevrangebyscore(self.index_key(tenant), max_score, "-inf",
-                                           start=0, num=batch, withscores=True)
+            page: Any = self.r.zrevrangebyscore(self.index_key(tenant), max_score, "-inf",
+                                                start=0, num=batch, withscores=True)
             if not page:
                 return items, None
             pipe = self.r.pipeline(transaction=False)
             for job_id, _ in page:
-                pipe.hgetall(self.key(_text(job_id)))
+                pipe.hgetall(self.key(text(job_id)))
             for (job_id, score), raw in zip(page, pipe.execute(), strict=True):
                 max_score = f"({score!r}"
-                record = self._decode(raw) if raw else self._from_store(_text(job_id), tenant)
+                record = decode(raw) if raw else self._from_store(text(job_id), tenant)
                 if record is None or record.get("tenant") != tenant:
                     continue
                 if (state and record["state"] != state) or (type and record["type"] != type):
@@ -243,8 +188,9 @@ class Jobs:
         token = uuid.uuid4().hex
         keys = [self.key(job_id), self.events_key(job_id), self.deadlines_key]
         args = [job_id, worker, int(self.lease_seconds * 1000), now_iso(), token, self.event_limit]
-        outcome, attempt = retry_transient(lambda: self._run("CLAIM", keys, args), what=f"claim {job_id}")
-        return Claim(_text(outcome), int(attempt or 0))
+        answer: Any = retry_transient(lambda: self._run("CLAIM", keys, args), what=f"claim {job_id}")
+        outcome, attempt = answer
+        return Claim(text(outcome), int(attempt or 0))
 
     def renew(self, job_id: str, attempt: int) -> bool:
         """Extend the lease of this attempt; False when it is no longer the job's current attempt."""
@@ -272,13 +218,9 @@ class Jobs:
         is_current = state == b"running" and current is not None and int(current) == attempt
         return Signals(is_current, cancel == b"true", handover == b"true")
 
-    def cancel_requested(self, job_id: str) -> bool:
-        """Whether someone asked this job to stop."""
-        return self.r.hget(self.key(job_id), "cancel_requested") == b"true"
-
     def finish(self, job_id: str, attempt: int, state: JobState, *, result: Any = None,
                error: dict[str, str] | None = None,
-               artifacts: list[dict[str, Any]] | None = None) -> bool:
+               artifacts: Artifacts | None = None) -> bool:
         """Move a running job to a final state if `attempt` is still current; False if it is not."""
         if state not in TERMINAL:
             raise ValueError(f"{state} is not a final state")
@@ -286,10 +228,10 @@ class Jobs:
                                   "progress": self._final_progress(job_id, state)}
         if artifacts is not None:
             fields["artifacts"] = artifacts
-        encoded = json.dumps({k: _encode(k, v) for k, v in fields.items()})
+        encoded = json.dumps({k: encode(k, v) for k, v in fields.items()})
         data = json.dumps({"state": state.value, **({"error": error} if error else {})})
         args = [job_id, attempt, state.value, encoded, now_iso(), self.job_ttl, data, self.event_limit]
-        outcome = _text(retry_transient(lambda: self._run("FINISH", self._final_keys(job_id), args),
+        outcome = text(retry_transient(lambda: self._run("FINISH", self._final_keys(job_id), args),
                                         what=f"finish {job_id}"))
         if outcome == "ok":
             self._became_final(job_id)
@@ -310,7 +252,7 @@ class Jobs:
         """
         args = [job_id, "" if attempt is None else attempt, worker, now_iso(), self.grace_ms,
                 reason, self.job_ttl, self.event_limit]
-        outcome = _text(retry_transient(lambda: self._run("HAND_BACK", self._final_keys(job_id), args),
+        outcome = text(retry_transient(lambda: self._run("HAND_BACK", self._final_keys(job_id), args),
                                         what=f"hand back {job_id}"))
         if outcome == "queued" and self.send is not None:
             self.publish(job_id)
@@ -318,7 +260,7 @@ class Jobs:
             self._became_final(job_id)
         return outcome
 
-    def request_handover(self, job_ids: list[str], worker_prefix: str) -> int:
+    def request_handover(self, job_ids: Ids, worker_prefix: str) -> int:
         """Ask the running jobs held by processes of `worker_prefix` to come back at their next checkpoint."""
         asked = 0
         for job_id in job_ids:
@@ -327,19 +269,19 @@ class Jobs:
         return asked
 
     # recovery (the reaper) ------------------------------------------------------
-    def due(self, limit: int = 100) -> list[str]:
+    def due(self, limit: int = 100) -> Ids:
         """Jobs whose deadline passed (lapsed leases, unpublished or unclaimed jobs), oldest first."""
         due = self.r.zrangebyscore(self.deadlines_key, "-inf", self._redis_ms(), start=0, num=limit)
-        return [_text(j) for j in due]
+        return [text(j) for j in due]
 
     def reap(self, job_id: str, max_attempts: int) -> str:
         """The one recovery decision for a job whose deadline passed; publishes or finalizes as decided."""
         args = [job_id, max_attempts, now_iso(), self.grace_ms, self.job_ttl, self.event_limit]
-        outcome = _text(self._run("REAP", self._final_keys(job_id), args))
+        outcome = text(self._run("REAP", self._final_keys(job_id), args))
         if outcome == "check":
             queue = json.loads(self.r.hget(self.key(job_id), "queue") or "null")
             empty = queue is None or not sum(self.r.llen(k) for k in queue_keys(queue))
-            outcome = _text(self._run("RECHECK", [self.key(job_id), self.deadlines_key],
+            outcome = text(self._run("RECHECK", [self.key(job_id), self.deadlines_key],
                                       [job_id, int(empty), self.grace_ms, self.check_ms]))
         if outcome == "publish" and self.send is not None:
             self.publish(job_id)
@@ -347,13 +289,13 @@ class Jobs:
             self._became_final(job_id)
         return outcome
 
-    def unpersisted(self, older_than: float, limit: int = 100) -> list[str]:
+    def unpersisted(self, older_than: float, limit: int = 100) -> Ids:
         """Final jobs whose record did not reach the store yet (older than `older_than` seconds)."""
         top = self._redis_ms() - older_than * 1000
-        return [_text(j) for j in self.r.zrangebyscore(self.persist_key, "-inf", top, start=0, num=limit)]
+        return [text(j) for j in self.r.zrangebyscore(self.persist_key, "-inf", top, start=0, num=limit)]
 
     def _redis_ms(self) -> int:
-        seconds, micros = self.r.time()
+        seconds, micros = self.r.time()  # type: ignore[misc]
         return int(seconds) * 1000 + int(micros) // 1000
 
     # user side ----------------------------------------------------------------
@@ -363,7 +305,7 @@ class Jobs:
         A finished job is a Conflict.
         """
         record = self.get(job_id, tenant)
-        outcome = _text(self._run("CANCEL", self._final_keys(job_id),
+        outcome = text(self._run("CANCEL", self._final_keys(job_id),
                                   [job_id, now_iso(), self.job_ttl, self.event_limit]))
         if outcome == "cancelled-now":
             self._became_final(job_id)
@@ -373,17 +315,18 @@ class Jobs:
         return self.get(job_id, tenant)
 
     def events(self, job_id: str, after: str = "0-0", block_ms: int | None = None,
-               count: int = 500) -> list[tuple[str, dict[str, Any]]]:
+               count: int = 500) -> Events:
         """Events after a stream id, optionally waiting up to block_ms for new ones."""
         if not is_event_id(after):
             raise InvalidRequest(f"invalid event id {after!r}: expected an id such as '1700000000000-0'")
         key = self.events_key(job_id)
+        entries: Any
         if block_ms is None:
             entries = self.r.xrange(key, min=f"({after}" if after not in ("0", "0-0") else "-", count=count)
         else:
-            answer = self.r.xread({key: after}, count=count, block=block_ms)
+            answer: Any = self.r.xread({key: after}, count=count, block=block_ms)
             entries = answer[0][1] if answer else []
-        return [(_text(eid), json.loads(fields[b"e"])) for eid, fields in entries]
+        return [(text(eid), json.loads(fields[b"e"])) for eid, fields in entries]
 
     def iter_events(self, job_id: str, after: str = "0-0", *, poll_ms: int = 1000,
                     deadline: float | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -398,7 +341,7 @@ class Jobs:
                 yield eid, event
             if not batch:
                 state = self.r.hget(self.key(job_id), "state")
-                if state is None or _text(state) in FINAL_STATES:
+                if state is None or text(state) in FINAL_STATES:
                     for eid, event in self.events(job_id, after):
                         yield eid, event
                     yield "", {"type": "end"}
@@ -415,37 +358,20 @@ class Jobs:
     def persist(self, job_id: str) -> bool:
         """Write a final job's record and events to the store and drop the superseded attempts' files.
 
-        Retried through transient store errors; a job that still could not be written stays in the
-        persist set, where the reaper finds it again. True when written.
+        A job that could not be written stays in the persist set, where the reaper finds it again.
+        True when written.
         """
         raw = self.r.hgetall(self.key(job_id))
-        if not raw or _text(raw.get(b"state", b"")) not in FINAL_STATES or self.store is None:
+        if not raw or text(raw.get(b"state", b"")) not in FINAL_STATES or self.archive is None:
             self.r.zrem(self.persist_key, job_id)
             return False
-        record = self._decode(raw)
-        view = self.store.tenant(record["tenant"])
-        try:
-            lines = [json.dumps(e) for _, e in self.events(job_id, count=self.event_limit)]
-            retry_transient(lambda: view.write_json(f"jobs/{job_id}/record.json", record),
-                            within=self.persist_within, what=f"write the record of {job_id}")
-            retry_transient(lambda: view.write_bytes(f"jobs/{job_id}/events.jsonl",
-                                                     ("\n".join(lines) + "\n").encode()),
-                            within=self.persist_within, what=f"write the events of {job_id}")
-        except BigModelError as exc:
-            log.warning("job %s: record not written to the store yet (%s); the reaper retries", job_id, exc)
+        finished_by = json.loads(raw.get(b"finished_by", b"null"))
+        committed = finished_by if isinstance(finished_by, int) else None
+        events = [e for _, e in self.events(job_id, count=self.event_limit)]
+        if not self.archive.write(decode(raw), events, committed):
             return False
-        self._drop_uncommitted(view, job_id, raw.get(b"finished_by"))
         self.r.zrem(self.persist_key, job_id)
         return True
 
-    @staticmethod
-    def _drop_uncommitted(view: Store, job_id: str, finished_by: bytes | None) -> None:
-        # Only the committing attempt's files are referenced; the others (and the checkpoints of a
-        # finished job) are garbage. Best effort: a leftover folder is never read.
-        keep = f"attempt-{_text(finished_by)}" if finished_by is not None else None
-        try:
-            for name in view.listdir(f"jobs/{job_id}"):
-                if (ATTEMPT_FOLDER.match(name) and name != keep) or name == "checkpoint":
-                    view.delete(f"jobs/{job_id}/{name}")
-        except (OSError, BigModelError):
-            log.warning("job %s: could not remove superseded attempt files", job_id)
+
+__all__ = ["FINAL_STATES", "Claim", "Jobs", "Sender", "Signals", "attempt_folder"]

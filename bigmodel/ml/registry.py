@@ -160,7 +160,7 @@ class Registry:
         pipe.delete(self._key(name, "alias_history"), self._key(name, "aliases"))
         pipe.rpush(self._key(name, "alias_history"), *[json.dumps(e) for e in merged])
         if _replay(merged):
-            pipe.hset(self._key(name, "aliases"), mapping=_replay(merged))
+            pipe.hset(self._key(name, "aliases"), mapping=_replay(merged))  # type: ignore[arg-type]
         pipe.execute()
         return merged
 

@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 
 import pytest
-import redis
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
@@ -43,7 +42,6 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target(redis_server, tmp_path_factory: pytest.TempPathFactory) -> Target:
-    redis.Redis.from_url(redis_server.url).flushdb()
     config = Settings(redis_url=redis_server.url, store_url=str(tmp_path_factory.mktemp("fuzz-store")),
                       sse_max_seconds=1, max_upload_bytes=1024 * 1024)
     app = create_app(config)

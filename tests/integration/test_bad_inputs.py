@@ -6,7 +6,6 @@ import io
 from typing import Any
 
 import pytest
-import redis
 
 from api import create_app
 from bigmodel.config import Settings
@@ -85,7 +84,6 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, tuple[str, ...]]] = [
 
 @pytest.fixture(scope="module")
 def client(redis_server, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    redis.Redis.from_url(redis_server.url).flushdb()
     config = Settings(redis_url=redis_server.url, store_url=str(tmp_path_factory.mktemp("bad-store")),
                       max_json_bytes=64 * 1024, max_upload_bytes=256 * 1024)
     return create_app(config).test_client()

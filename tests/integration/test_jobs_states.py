@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 
 import pytest
 import redis
@@ -22,6 +23,7 @@ from bigmodel.jobs.states import JobState
 from bigmodel.store import Store
 
 LEASE = 0.4
+QUEUE = f"states-{uuid.uuid4().hex[:8]}"  # a queue no worker consumes
 
 
 class Outbox(list):
@@ -39,15 +41,15 @@ def outbox() -> Outbox:
 @pytest.fixture()
 def jobs(redis_server, tmp_path, outbox) -> Jobs:
     client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
     while client.info("server")["uptime_in_seconds"] < 1:  # the reaper waits out a fresh Redis's first lease
         time.sleep(0.1)
+    # Keys of their own (the session's stack, whose reapers share this Redis, never sees these jobs).
     return Jobs(client, Store(str(tmp_path)), settings=Settings(job_index_limit=5), send=outbox,
-                lease_seconds=LEASE)
+                lease_seconds=LEASE, prefix=f"t{uuid.uuid4().hex[:8]}")
 
 
 def new(jobs: Jobs, **kwargs) -> str:
-    record, created = jobs.create(tenant="t1", type="ping", params={}, queue="cpu", **kwargs)
+    record, created = jobs.create(tenant="t1", type="ping", params={}, queue=QUEUE, **kwargs)
     assert created
     return record["id"]
 
@@ -201,9 +203,9 @@ def test_a_published_message_lost_in_transit_is_published_again(jobs: Jobs, outb
     for job in (waiting, lost):
         jobs.publish(job)
     wait_until_due(jobs, lost)  # time to check that the messages are still on their queue
-    jobs.r.lpush("cpu", "a message")  # the cpu queue holds a message: the waiting job's, say
+    jobs.r.lpush(QUEUE, "a message")  # the queue holds a message: the waiting job's, say
     assert Reaper(jobs, max_attempts=3).run_once() == {"waiting": 2}
-    jobs.r.delete("cpu")  # the queue is empty and both jobs are still queued: their messages were lost
+    jobs.r.delete(QUEUE)  # the queue is empty and both jobs are still queued: their messages were lost
     wait_until_due(jobs, lost)
     assert Reaper(jobs, max_attempts=3).run_once() == {"publish": 2}
     assert sorted(outbox) == sorted([waiting, lost] * 2)
@@ -232,7 +234,7 @@ def test_final_record_survives_redis_and_a_failed_store_write_is_retried(jobs: J
     blocker = view.local_path("jobs", job)
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("a file where the job's folder should be: every write below it fails")
-    jobs.persist_within = 0.5
+    jobs.archive.within = 0.5
     assert jobs.finish(job, attempt, JobState.SUCCEEDED, result={"ok": 1})
     assert jobs.r.zscore(jobs.persist_key, job) is not None  # not written yet
     assert not list(blocker.parent.glob(".tmp-*"))  # and nothing half-written left behind
@@ -241,7 +243,8 @@ def test_final_record_survives_redis_and_a_failed_store_write_is_retried(jobs: J
     while Reaper(jobs, max_attempts=3).run_once()["persisted"] != 1:  # it waits 2 leases before retrying
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    jobs.r.flushdb()
+    for key in jobs.r.scan_iter(f"{jobs.prefix}:*"):  # Redis loses this job's data
+        jobs.r.delete(key)
     assert jobs.get(job, "t1")["result"] == {"ok": 1}
     assert [j["id"] for j in jobs.list("t1")[0]] == [job]  # the listing comes back from the store
 
