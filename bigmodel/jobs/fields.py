@@ -15,7 +15,7 @@ from bigmodel.jobs.states import TERMINAL
 RECORD_FIELDS = (
     "id", "tenant", "type", "state", "queue", "priority", "params", "resources", "progress",
     "attempts", "handovers", "worker", "created_at", "started_at", "finished_at", "result", "error",
-    "artifacts", "cancel_requested", "waiting", "limits",
+    "artifacts", "cancel_requested", "waiting", "limits", "usage",
 )  # fmt: skip
 FINAL_STATES = frozenset(s.value for s in TERMINAL)
 

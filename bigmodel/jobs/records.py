@@ -80,7 +80,7 @@ class Jobs:
     # creation and publishing ----------------------------------------------------
     def create(self, *, tenant: str, type: str, params: dict[str, Any], queue: str,
                priority: int = 5, resources: dict[str, Any] | None = None,
-               idempotency_key: str | None = None, waiting: str | None = None,
+               idempotency_key: str | None = None, waiting: Any = None,
                limits: dict[str, int] | None = None, job_id: str | None = None,
                ) -> tuple[dict[str, Any], bool]:
         """Write a queued job in one round trip; returns (record, created); created is False on a replay."""
@@ -220,7 +220,7 @@ class Jobs:
 
     def finish(self, job_id: str, attempt: int, state: JobState, *, result: Any = None,
                error: dict[str, str] | None = None,
-               artifacts: Artifacts | None = None) -> bool:
+               artifacts: Artifacts | None = None, usage: dict[str, Any] | None = None) -> bool:
         """Move a running job to a final state if `attempt` is still current; False if it is not."""
         if state not in TERMINAL:
             raise ValueError(f"{state} is not a final state")
@@ -228,6 +228,8 @@ class Jobs:
                                   "progress": self._final_progress(job_id, state)}
         if artifacts is not None:
             fields["artifacts"] = artifacts
+        if usage is not None:
+            fields["usage"] = usage
         encoded = json.dumps({k: encode(k, v) for k, v in fields.items()})
         data = json.dumps({"state": state.value, **({"error": error} if error else {})})
         args = [job_id, attempt, state.value, encoded, now_iso(), self.job_ttl, data, self.event_limit]
@@ -352,7 +354,9 @@ class Jobs:
 
     # the store, the system of record -------------------------------------------
     def _became_final(self, job_id: str) -> None:
-        # The one place where a job is known to have just become final (exactly once per job).
+        # The one place where a job is known to have just become final: exactly once per job, by
+        # whoever's script made it final (a metric counted here counts each job once; `persist`
+        # may run again for the same job when the reaper retries a failed store write).
         self.persist(job_id)
 
     def persist(self, job_id: str) -> bool:
