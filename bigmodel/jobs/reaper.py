@@ -55,9 +55,11 @@ class Reaper:
         return outcomes
 
     def run_safely(self) -> Counter[str]:
-        """run_once, but a Redis that does not answer is a pass with nothing done (tried again next time)."""
+        """run_once, but a failed pass is logged and tried again next time (the caller's thread lives on)."""
         try:
             return self.run_once()
         except redis.exceptions.RedisError as exc:
             log.warning("reaper pass skipped: Redis error %s", type(exc).__name__)
-            return Counter()
+        except Exception:  # a bug must not stop the heartbeats that share the thread
+            log.exception("reaper pass failed")
+        return Counter()
