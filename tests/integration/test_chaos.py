@@ -8,6 +8,7 @@ one final state, one model version per train job, one set of artifacts per job, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -24,6 +25,7 @@ import requests
 from tests.integration.recovery import (
     Nodes,
     final_states,
+    node_of,
     recovery_stack,
     requeues,
     submit,
@@ -98,11 +100,15 @@ def test_random_kills_lose_nothing_and_run_nothing_twice(tmp_path: Path) -> None
         serial = len(live)
         while time.monotonic() < until:
             time.sleep(rng.uniform(3, 6))
-            victim = rng.choice(live)
-            main = nodes.procs[victim].pid
-            pool = children_of(main)
+            # Mostly a worker that runs a job (killing idle ones proves little), sometimes any worker.
+            page = requests.get(f"{stack.url}/v1/jobs", params={"state": "running", "limit": 100}, timeout=10)
+            running = [r["worker"] for r in page.json()["items"] if node_of(r["worker"]) in live]
+            busy = rng.choice(running) if running and rng.random() < 0.75 else None
+            victim = node_of(busy) if busy else rng.choice(live)
+            pool = [int(busy.rsplit("#", 1)[1])] if busy else children_of(nodes.procs[victim].pid)
             if pool and rng.random() < 0.5:
-                os.kill(rng.choice(pool), signal.SIGKILL)  # one pool process; Celery starts another
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(rng.choice(pool), signal.SIGKILL)  # one pool process; Celery starts another
                 kills["pool process"] += 1
                 continue
             nodes.kill(victim)  # the whole worker: its machine died
