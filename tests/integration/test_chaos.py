@@ -37,7 +37,8 @@ from tests.services import RedisServer
 pytestmark = pytest.mark.integration
 
 SECONDS = float(os.environ.get("BIGMODEL_CHAOS_SECONDS", "25"))
-SCALE = int(os.environ.get("BIGMODEL_CHAOS_SCALE", "1"))  # multiplies the number of jobs
+SCALE = int(os.environ.get("BIGMODEL_CHAOS_SCALE", "1"))  # multiplies the number of jobs in a wave
+WAVE = 40.0  # seconds between waves of jobs
 
 
 def children_of(pid: int) -> list[int]:
@@ -81,25 +82,36 @@ def test_random_kills_lose_nothing_and_run_nothing_twice(tmp_path: Path) -> None
             "dataset": processed, "model": {"name": "base", "hidden": [8]}, "epochs": 2}}))
         assert base["state"] == "succeeded", base["error"]
         extra_raw = [dataset(stack.url, seed) for seed in range(1, 1 + 2 * SCALE)]
-        # When a few dozen mixed jobs run while workers are killed at random
-        bodies = []
-        for i in range(12 * SCALE):
-            bodies.append({"type": "ping", "params": {"sleep": rng.choice([0, 1, 3]), "steps": 3,
-                                                      "artifact": f"p{i}" if i % 2 else None, "n": i}})
-        for i, source in enumerate([raw, *extra_raw]):
-            bodies.append({"type": "preprocess", "params": {"dataset": source, "label": "label", "seed": i}})
-        for i in range(3 * SCALE):
-            bodies.append({"type": "train", "params": {"dataset": processed, "epochs": 4, "batch_size": 8,
-                                                       "model": {"name": f"chaos{i}", "hidden": [16]}}})
-        for _ in range(4 * SCALE):
-            bodies.append({"type": "predict", "params": {"model": "base", "dataset": raw}})
-        rng.shuffle(bodies)
-        ids = {submit(stack, body): body for body in bodies}
+        # When a few dozen mixed jobs run while workers are killed at random (a new wave of them
+        # every WAVE seconds, so that a long run keeps its workers busy to the end)
+
+        def wave(n: int) -> dict[str, dict]:
+            bodies: list[dict] = []
+            for i in range(12 * SCALE):
+                bodies.append({"type": "ping", "params": {"sleep": rng.choice([0, 1, 3]), "steps": 3,
+                                                          "artifact": f"p{i}" if i % 2 else None, "n": i}})
+            for i, source in enumerate([raw, *extra_raw]):
+                bodies.append({"type": "preprocess", "params": {"dataset": source, "label": "label",
+                                                                "seed": i + 100 * n}})
+            for i in range(3 * SCALE):
+                model = {"name": f"chaos{n}-{i}", "hidden": [16]}
+                bodies.append({"type": "train", "params": {"dataset": processed, "epochs": 4, "batch_size": 8,
+                                                           "model": model}})
+            for _ in range(4 * SCALE):
+                bodies.append({"type": "predict", "params": {"model": "base", "dataset": raw}})
+            rng.shuffle(bodies)
+            return {submit(stack, body): body for body in bodies}
+
+        ids = wave(0)
+        waves, next_wave = 1, time.monotonic() + WAVE
         kills: Counter[str] = Counter()
         until = time.monotonic() + SECONDS
         serial = len(live)
         while time.monotonic() < until:
             time.sleep(rng.uniform(3, 6))
+            if time.monotonic() > next_wave:
+                ids.update(wave(waves))
+                waves, next_wave = waves + 1, time.monotonic() + WAVE
             # Mostly a worker that runs a job (killing idle ones proves little), sometimes any worker.
             page = requests.get(f"{stack.url}/v1/jobs", params={"state": "running", "limit": 100}, timeout=10)
             running = [r["worker"] for r in page.json()["items"] if node_of(r["worker"]) in live]
@@ -122,9 +134,9 @@ def test_random_kills_lose_nothing_and_run_nothing_twice(tmp_path: Path) -> None
         summary = Counter(f"{r['type']}:{r['state']}" for r in records.values())
         redeliveries = sum(r["attempts"] - 1 for r in records.values())
         reasons = Counter(q["reason"] for job in ids for q in requeues(stack, job))
-        print(f"\njobs: {dict(summary)}\nkills: {dict(kills)}\nredeliveries (extra attempts): "
-              f"{redeliveries}, requeues by reason: {dict(reasons)}, most attempts of a job: "
-              f"{max(r['attempts'] for r in records.values())}")
+        print(f"\njobs ({waves} waves): {dict(summary)}\nkills: {dict(kills)}\n"
+              f"redeliveries (extra attempts): {redeliveries}, requeues by reason: {dict(reasons)}, "
+              f"most attempts of a job: {max(r['attempts'] for r in records.values())}")
         for job, record in records.items():
             assert record["state"] == "succeeded", (record["type"], record["error"])
             assert final_states(stack, job) == ["succeeded"]
