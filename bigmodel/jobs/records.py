@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -92,7 +93,9 @@ class Jobs:
             "started_at": None, "finished_at": None, "result": None, "error": None,
             "artifacts": [], "cancel_requested": False, "waiting": waiting, "limits": limits,
         }  # fmt: skip
-        idem = f"{self.prefix}:t:{tenant}:idem:{idempotency_key}" if idempotency_key else ""
+        # The key is the client's text: hashed, so that it never becomes part of a Redis key as given.
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else ""
+        idem = f"{self.prefix}:t:{tenant}:idem:{digest}" if idempotency_key else ""
         fields = {k: encode(k, v) for k, v in record.items()}
         fields["published"] = "false"
         now = time.time()
