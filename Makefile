@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean bench bench-quick bench-inference browser
+.PHONY: install run test lint clean bench bench-quick bench-inference browser chaos fuzz
 
 $(STAMP): pyproject.toml
 	@echo "installing bigmodel and its dependencies into $(VENV) (TensorFlow is large: a few minutes the first time)"
@@ -39,6 +39,14 @@ bench-quick: $(STAMP)  ## a tiny smoke run of every benchmark (results under var
 
 bench-inference: $(STAMP)  ## online inference against its baselines (a few minutes on 2 cores)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run --only inference --out bench/results/inference
+
+chaos: $(STAMP)  ## the chaos test for minutes (make test runs a short slice of it)
+	BIGMODEL_CHAOS_SECONDS=$${BIGMODEL_CHAOS_SECONDS:-300} BIGMODEL_CHAOS_SCALE=$${BIGMODEL_CHAOS_SCALE:-3} \
+		TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -s --timeout 3600 tests/integration/test_chaos.py
+
+fuzz: $(STAMP)  ## schemathesis with many examples per route (make test runs a few)
+	BIGMODEL_FUZZ_EXAMPLES=$${BIGMODEL_FUZZ_EXAMPLES:-200} TF_CPP_MIN_LOG_LEVEL=2 \
+		$(PY) -m pytest -q --timeout 3600 tests/integration/test_api_fuzz.py
 
 lint: $(STAMP)  ## ruff, bandit over the code, pip-audit over the installed environment
 	$(VENV)/bin/ruff check bigmodel api workers tests bench

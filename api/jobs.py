@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
-from api.requests_util import cursor_arg, float_arg, int_arg, json_body, parse
+from api.requests_util import cursor_arg, event_id_arg, float_arg, int_arg, json_body, parse
 from api.services import Services, services, tenant
-from bigmodel.errors import InvalidRequest, NotFound, ServiceUnavailable
-from bigmodel.jobs.jobtypes import gpu_queue, route, validate_params
+from bigmodel.errors import InvalidRequest, NotFound
+from bigmodel.jobs.jobtypes import gpu_queue, limits, route, validate_params
 from bigmodel.jobs.longpoll import MAX_WAIT_SECONDS, wait_for
 from bigmodel.jobs.lookup import by_prefix
-from bigmodel.jobs.presence import priority_to_broker
+from bigmodel.jobs.records import attempt_folder
 from bigmodel.jobs.states import JobState
 from bigmodel.jobs.waiting import explain
 from bigmodel.limits import check_params
 from bigmodel.schemas import JobSubmission
-from workers.celery_app import RUN_JOB
 
+log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 PUBLIC_FIELDS = ("id", "type", "state", "queue", "priority", "params", "resources", "progress",
-                 "attempts", "worker", "created_at", "started_at", "finished_at", "result", "error",
-                 "artifacts", "cancel_requested", "waiting", "usage")  # fmt: skip
+                 "attempts", "handovers", "worker", "created_at", "started_at", "finished_at", "result",
+                 "error", "artifacts", "cancel_requested", "waiting", "usage")  # fmt: skip
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
@@ -37,19 +39,6 @@ def shown(s: Services, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Records as the API shows them, a queued job's `waiting` saying why it waits now."""
     reasons = explain(records, s.recent_workers, s.queues)
     return [{**public(r), "waiting": reasons.get(r["id"])} for r in records]
-
-
-def publish(s: Services, record: dict[str, Any]) -> None:
-    """Put the job's task on its queue (task id = job id); fail the job if the broker refuses."""
-    try:
-        s.celery.send_task(
-            RUN_JOB, args=[record["id"]], task_id=record["id"], queue=record["queue"],
-            priority=priority_to_broker(record["priority"]), retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
-        )
-    except Exception as exc:
-        s.jobs.fail_queued(record["id"], {"type": "unavailable", "message": "the queue was unreachable"})
-        raise ServiceUnavailable("the job queue is unreachable; the job was not queued") from exc
 
 
 def submit_job(s: Services, tenant_name: str, body: dict[str, Any],
@@ -66,9 +55,12 @@ def submit_job(s: Services, tenant_name: str, body: dict[str, Any],
         tenant=tenant_name, type=submission.type, params=params, queue=where.queue,
         priority=submission.priority, resources=submission.resources.model_dump(),
         idempotency_key=idempotency_key, waiting=where.waiting,
+        limits=limits(submission.type, s.settings),
     )
     if created:
-        publish(s, record)
+        # Accepted once recorded: a job the broker refuses now stays unpublished and the reaper
+        # publishes it within a lease period, so the answer is 202 either way.
+        s.jobs.publish(record["id"])
         s.metrics.submitted(submission.type, where.queue)  # type: ignore[attr-defined]
     return record, created
 
@@ -130,21 +122,29 @@ def cancel(job_id: str) -> Any:
     if record["state"] == JobState.CANCELLED.value:
         try:
             s.celery.control.revoke(job_id)  # the worker would skip it anyway; this saves it the trip
-        except Exception:
-            pass
+        except Exception as exc:  # a courtesy to the workers: the cancel itself is already recorded
+            log.debug("could not revoke job %s: %s", job_id, type(exc).__name__)
     response = jsonify(shown(s, [record])[0])
     response.status_code = 202
     return response
 
 
-def _sse(events: Iterator[tuple[str, dict[str, Any]]]) -> Iterator[str]:
+def _sse(events: Iterator[tuple[str, dict[str, Any]]], heartbeat: float) -> Iterator[str]:
     yield "retry: 2000\n\n"
+    last = time.monotonic()
     for event_id, event in events:
         if event.get("type") == "keepalive":
-            yield ": keepalive\n\n"
+            if time.monotonic() - last >= heartbeat:
+                last = time.monotonic()
+                yield ": keepalive\n\n"  # a comment: keeps proxies from closing an idle stream
             continue
+        if event.get("type") == "end":
+            yield "event: end\ndata: {}\n\n"
+            return
+        last = time.monotonic()
         yield f"id: {event_id}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
-    yield "event: end\ndata: {}\n\n"
+    # Past the stream's maximum duration the generator ends without `end`: EventSource reconnects
+    # with Last-Event-ID and resumes where it stopped.
 
 
 @bp.get("/<job_id>/events")
@@ -152,23 +152,27 @@ def events(job_id: str) -> Any:
     """GET /v1/jobs/{id}/events: Server-Sent Events until the job ends; ?follow=0 gives a JSON list."""
     s = services()
     s.jobs.get(job_id, tenant())
-    after = request.headers.get("Last-Event-ID") or request.args.get("after") or "0-0"
+    after = event_id_arg()
     if request.args.get("follow", "1") in ("0", "false", "no"):
         return jsonify(items=[{"id": i, **e} for i, e in s.jobs.events(job_id, after, count=10_000)])
-    stream = s.jobs.iter_events(job_id, after, poll_ms=1000)
-    return Response(stream_with_context(_sse(stream)), mimetype="text/event-stream",
+    deadline = time.monotonic() + s.settings.sse_max_seconds
+    stream = s.jobs.iter_events(job_id, after, poll_ms=1000, deadline=deadline)
+    return Response(stream_with_context(_sse(stream, s.settings.sse_heartbeat_seconds)),
+                    mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @bp.get("/<job_id>/artifacts/<path:name>")
 def artifact(job_id: str, name: str) -> Any:
-    """GET /v1/jobs/{id}/artifacts/{name}: the artifact's bytes."""
+    """GET /v1/jobs/{id}/artifacts/{name}: the artifact's bytes (from the attempt that committed it)."""
     s = services()
     record = s.jobs.get(job_id, tenant())
-    if not any(a["name"] == name for a in record.get("artifacts") or []):
+    entry = next((a for a in record.get("artifacts") or [] if a["name"] == name), None)
+    if entry is None:
         raise NotFound(f"job {job_id} has no artifact {name!r}")
     view = s.store.tenant(tenant())
-    rel = f"jobs/{job_id}/{name}"
+    folder = attempt_folder(job_id, entry["attempt"]) if entry.get("attempt") else f"jobs/{job_id}"
+    rel = f"{folder}/{name}"
     fh = view.open(rel)
 
     def chunks() -> Iterator[bytes]:

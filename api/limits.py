@@ -70,7 +70,7 @@ def register(app: Flask, settings: Settings, client: redis.Redis) -> Limiter:
         rate, setting = str(exc.limit.limit), RATES[rule.field]
         detail = (f"tenant {g.tenant!r} is over its {rule.scope} rate limit of {rate} (the server's "
                   f"{setting}); retry in {wait} s")
-        return problem(429, "Too many requests", detail, "/problems/rate_limited",
+        return problem(429, "Too many requests", detail, "rate_limited",
                        {"Retry-After": str(wait)}, limit=rule.scope, rate=rate, setting=setting)
 
     @app.errorhandler(RequestEntityTooLarge)
@@ -80,7 +80,7 @@ def register(app: Flask, settings: Settings, client: redis.Redis) -> Limiter:
         else:
             name, limit, setting = "body_bytes", settings.limits.body_bytes, BOUNDS["body_bytes"].setting
         return problem(413, "Payload too large", f"the request body is over the limit of {limit} bytes "
-                       f"(the server's {setting})", "/problems/payload_too_large", limit=name,
+                       f"(the server's {setting})", "payload_too_large", limit=name,
                        setting=setting)
 
     return limiter

@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify
 
 import bigmodel
 from api.errors import speaks_inference_protocol
+from api.openapi_shapes import ALSO, PARAMETERS, RESPONSES, SHAPES, path_parameter
 from bigmodel import schemas
 from bigmodel.jobs.jobtypes import JOB_TYPES
 
@@ -120,28 +121,29 @@ def document() -> dict[str, Any]:
     for schema in list(components.values()):
         for name, sub in schema.pop("$defs", {}).items():
             components.setdefault(name, sub)
+    components.update(SHAPES)
     paths: dict[str, Any] = {}
     for method, path, summary, body, status in ROUTES:
         error = INFER_ERROR if speaks_inference_protocol(path) else PROBLEM
-        op: dict[str, Any] = {"summary": summary, "responses": {status: {"description": "OK", **JSON_OK},
+        media_types = RESPONSES.get((method, path))
+        ok = {"content": {m: {"schema": s} for m, s in media_types.items()}} if media_types else JSON_OK
+        op: dict[str, Any] = {"summary": summary, "responses": {status: {"description": "OK", **ok},
                                                                 "4XX": error, "503": error}}
         if path.endswith("infer") or path.endswith(":predict"):
             op["responses"]["504"] = error
-        params = [seg.strip("{}") for seg in path.split("/") if seg.startswith("{")]
-        if params:
-            op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                                for p in params]
+        params = [path_parameter(path, seg.strip("{}")) for seg in path.split("/") if seg.startswith("{")]
+        params += PARAMETERS.get((method, path), [])
         for name, kind, text in QUERY.get((method, path), []):
-            op.setdefault("parameters", []).append({"name": name, "in": "query", "required": False,
-                                                    "description": text, "schema": {"type": kind}})
+            params.append({"name": name, "in": "query", "required": False, "description": text,
+                           "schema": {"type": kind}})
+        if params:
+            op["parameters"] = params
         if body:
             media = "multipart/form-data" if body == "Upload" else "application/json"
             op["requestBody"] = {"required": True, "content": {
                 media: {"schema": {"$ref": f"#/components/schemas/{body}"}}}}
-        if path == "/v1/jobs" and method == "post":
-            op["parameters"] = [{"name": "Idempotency-Key", "in": "header", "required": False,
-                                 "schema": {"type": "string"}}]
-            op["responses"]["200"] = {"description": "replay of an idempotent submission", **JSON_OK}
+        for other, description in ALSO.get((method, path), {}).items():
+            op["responses"][other] = {"description": description, **ok}
         paths.setdefault(path, {})[method] = op
     return {
         "openapi": "3.1.0",

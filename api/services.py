@@ -47,11 +47,10 @@ def build(settings: Settings, celery: Any = None) -> Services:
     """Connect to Redis and the store; the Celery app is only for publishing."""
     client = redis_client(settings, retry_on_timeout=False)
     store = Store.from_settings(settings)
-    if celery is None:
-        from workers.celery_app import make_celery
+    from workers.celery_app import job_sender, make_celery
 
-        celery = make_celery(settings)
-    jobs = Jobs(client, store, job_ttl=settings.job_ttl_seconds, event_limit=settings.event_limit)
+    celery = celery or make_celery(settings)
+    jobs = Jobs(client, store, settings=settings, send=job_sender(celery))
     presence = Presence(client)
     return Services(settings, client, store, jobs, presence, celery, Queues(client, jobs.key),
                     RecentWorkers(presence), DataPlane(client, store, settings))

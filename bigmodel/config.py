@@ -118,6 +118,10 @@ class Settings:
     # Bounds on costly parameters and per-tenant request rates (bigmodel/limits.py, docs/security.md).
     limits: Limits = field(default_factory=Limits)
     public_details: bool = False  # /readyz shows worker names to callers without a token
+    handover_seconds: int = 20  # a stopping worker's wait for running jobs to reach a checkpoint
+    sse_max_seconds: int = 600  # an event stream ends after this; clients reconnect with Last-Event-ID
+    sse_heartbeat_seconds: int = 15
+    job_index_limit: int = 100_000  # newest jobs listed per tenant (records stay in the store)
 
     @property
     def store_is_remote(self) -> bool:
@@ -212,6 +216,9 @@ class Settings:
             limits=Limits.from_env(env),
             public_details=env.get("BIGMODEL_PUBLIC_DETAILS", "").lower() in ("1", "true", "yes"),
             keras_backend=keras_backend,
+            handover_seconds=_int(env, "BIGMODEL_HANDOVER_SECONDS", 20),
+            sse_max_seconds=_int(env, "BIGMODEL_SSE_MAX_SECONDS", 600),
+            job_index_limit=_int(env, "BIGMODEL_JOB_INDEX_LIMIT", 100_000),
             **_serving_settings(env),
         )
 

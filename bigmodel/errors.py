@@ -91,12 +91,48 @@ class Conflict(BigModelError):
     code = "conflict"
 
 
-class JobCancelled(BigModelError):
-    """Raised inside a running job when its cancel flag is seen at a checkpoint."""
+class JobInterrupted(BigModelError):
+    """Raised inside a running job at a checkpoint when it must stop before its end."""
 
     status = 409
+    title = "Job interrupted"
+    code = "interrupted"
+
+
+class JobCancelled(JobInterrupted):
+    """Raised inside a running job when its cancel flag is seen at a checkpoint."""
+
     title = "Job cancelled"
     code = "cancelled"
+
+
+class HandOver(JobInterrupted):
+    """Raised inside a running job when its worker is stopping: the job goes back to its queue."""
+
+    title = "Job handed over"
+    code = "handed_over"
+
+
+class Superseded(JobInterrupted):
+    """Raised inside a running job whose attempt is no longer current: it must commit nothing."""
+
+    title = "Attempt superseded"
+    code = "superseded"
+
+
+class WorkerLost(BigModelError):
+    """The job's worker died (or froze past its lease) too many times; the job is not tried again."""
+
+    title = "Worker lost"
+    code = "worker_lost"
+    retryable = True
+
+
+class TimeLimitExceeded(BigModelError):
+    """The job ran past its time limit."""
+
+    title = "Time limit exceeded"
+    code = "time_limit"
 
 
 class ServiceUnavailable(BigModelError):
@@ -106,6 +142,12 @@ class ServiceUnavailable(BigModelError):
     title = "Service unavailable"
     code = "unavailable"
     retryable = True
+
+
+class RedisUnavailable(ServiceUnavailable):
+    """Redis (the job database and broker) does not answer."""
+
+    title = "Redis unavailable"
 
 
 class AnswerTimeout(BigModelError):

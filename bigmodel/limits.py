@@ -35,6 +35,8 @@ BOUNDS: Mapping[str, Bound] = {b.field: b for b in (
           "rows sent in a request: a predict job's instances, an online inference request"),
     Bound("sweep_trials", "BIGMODEL_MAX_SWEEP_TRIALS", "combinations in a sweep's grid"),
     Bound("body_bytes", "BIGMODEL_MAX_BODY_BYTES", "bytes in a request body other than a dataset upload"),
+    Bound("json_bytes", "BIGMODEL_MAX_JSON_BYTES",
+          "bytes in a JSON body of the job and model routes (a job's params are kept in Redis)"),
 )}  # fmt: skip
 RATES: Mapping[str, str] = {"submit_rate": "BIGMODEL_RATE_SUBMIT", "infer_rate": "BIGMODEL_RATE_INFER"}
 
@@ -54,6 +56,7 @@ class Limits:
     inline_rows: int = 10_000
     sweep_trials: int = 256
     body_bytes: int = 64 * 1024 * 1024
+    json_bytes: int = 8 * 1024 * 1024  # room for a predict job's inline_rows of a few dozen features
     submit_rate: str | None = "3000/minute"  # POST /v1/jobs and POST /v1/datasets, per tenant
     infer_rate: str | None = "120000/minute"  # /v2/.../infer and :predict, per tenant
 

@@ -59,3 +59,12 @@ def check_segment(value: object, what: str = "name") -> str:
             "starting with a letter or digit"
         )
     return value
+
+
+EVENT_ID_PATTERN = r"^[0-9]{1,19}(-[0-9]{1,19})?$"  # 64-bit parts, as Redis streams take them
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
+
+
+def is_event_id(value: object) -> bool:
+    """Whether a value has the shape of a job event id (a Redis stream id such as '1700000000000-0')."""
+    return isinstance(value, str) and bool(_EVENT_ID.match(value))

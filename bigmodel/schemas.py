@@ -31,12 +31,13 @@ class JobSubmission(Strict):
 
 
 class PingParams(BaseModel):
-    """A diagnostic job that returns its params; `sleep` seconds and `fail` help test the pools."""
+    """A diagnostic job that returns its params; `sleep`, `fail` and `crash` help test the pools."""
 
     model_config = ConfigDict(extra="allow")
     sleep: float = Field(0.0, ge=0, allow_inf_nan=False)  # upper bound: Limits.ping_sleep
     fail: str | None = None
     steps: int = Field(1, ge=1, le=10_000)
+    crash: bool = Field(False, description="kill the worker process running it (a poison job)")
 
 
 class SplitSpec(Strict):

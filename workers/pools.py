@@ -155,8 +155,25 @@ def run_serving(plans: list[WorkerPlan], settings: Settings, loglevel: str = "IN
     return supervise([([*me, "--name", plan.name], {**plan.env, **warm}) for plan in plans])
 
 
-def supervise(commands: list[tuple[list[str], dict[str, str]]], restart: bool = True) -> int:
-    """Run child processes until SIGINT/SIGTERM, restarting any that die; stop them all cleanly."""
+def _die_with_parent() -> None:
+    # Linux: a child gets SIGTERM if the supervisor dies (even by SIGKILL), so nothing is left behind.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def supervise(commands: list[tuple[list[str], dict[str, str]]], restart: bool = True,
+              stop_timeout: float = 30.0, together: bool = False) -> int:
+    """Run child processes until SIGINT/SIGTERM, restarting any that die; then stop them in reverse order.
+
+    Each child runs in its own session (setsid), so a terminal's Ctrl-C reaches only this supervisor,
+    which stops the children one by one, last started first (pools, then the API, then Redis),
+    each given `stop_timeout` seconds (a worker's hand-over) before SIGKILL; `together` stops them
+    all at once instead (peers such as one worker per GPU).
+    """
     children: list[subprocess.Popen[bytes] | None] = [None] * len(commands)
     stopping = False
 
@@ -170,16 +187,18 @@ def supervise(commands: list[tuple[list[str], dict[str, str]]], restart: bool = 
         for i, (argv, env) in enumerate(commands):
             child = children[i]
             if child is None or (child.poll() is not None and restart):
-                children[i] = subprocess.Popen(argv, env={**os.environ, **env})
+                children[i] = subprocess.Popen(argv, env={**os.environ, **env}, start_new_session=True,
+                                               preexec_fn=_die_with_parent)
         time.sleep(0.5)
-    # Stop in reverse order: the API and workers first, the Redis they talk to last.
-    for child in reversed(children):
-        if child is None or child.poll() is not None:
-            continue
-        child.send_signal(signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+    running = [c for c in reversed(children) if c is not None and c.poll() is None]
+    for group in ([running] if together else [[c] for c in running]):
+        for child in group:
+            child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + stop_timeout
+        for child in group:
+            try:
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
     return 0

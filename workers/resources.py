@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -25,20 +26,22 @@ class Handles:
     presence: Presence
 
 
-def connect(settings: Settings) -> Handles:
-    """Open the Redis client and the store for these settings."""
+def connect(settings: Settings, app: Any = None) -> Handles:
+    """Open the Redis client and the store for these settings (publishing through `app` when given)."""
+    from workers.celery_app import job_sender
+
     client = redis_client(settings, timeout=10)
     store = Store.from_settings(settings)
-    jobs = Jobs(client, store, job_ttl=settings.job_ttl_seconds, event_limit=settings.event_limit)
+    jobs = Jobs(client, store, settings=settings, send=job_sender(app) if app is not None else None)
     return Handles(settings, client, store, jobs, Presence(client))
 
 
 _HANDLES: dict[int, Handles] = {}
 
 
-def handles(settings: Settings) -> Handles:
-    """This process's handles (a fresh set in each forked child)."""
+def handles(app: Any) -> Handles:
+    """This process's handles for a Celery app (a fresh set in each forked child)."""
     pid = os.getpid()
     if pid not in _HANDLES:
-        _HANDLES[pid] = connect(settings)
+        _HANDLES[pid] = connect(app.conf.bigmodel_settings, app)
     return _HANDLES[pid]

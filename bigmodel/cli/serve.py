@@ -40,8 +40,10 @@ def redis_command(url: str, data_dir: Path) -> list[str] | None:
     if binary is None or not is_loopback(parts.hostname or "") or parts.password:
         return None
     data_dir.mkdir(parents=True, exist_ok=True)
+    # The settings the failure model needs: every accepted job on disk within a second, never evicted.
     return [binary, "--port", str(parts.port or 6379), "--bind", "127.0.0.1", "--dir", str(data_dir),
-            "--appendonly", "yes", "--save", ""]
+            "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+            "--save", ""]
 
 
 def port_free(host: str, port: int) -> bool:
@@ -125,7 +127,8 @@ def up(host: str, port: int, cpu_workers: int | None, infer_workers: int, gpu_wo
         f"  store   {store_location(settings.store_url)}",
         f"  pools   {', '.join(pools)}",
         "  Ctrl-C stops everything" + ("" if verbose else "; -v shows every piece's logs"))))
-    sys.exit(supervise(commands))
+    # Pools stop first and get their hand-over time; then the API; then the Redis we started.
+    sys.exit(supervise(commands, stop_timeout=settings.handover_seconds + 15))
 
 
 def store_location(url: str) -> str:
@@ -219,7 +222,7 @@ def worker(pool: str, concurrency: int | None, autoscale: str | None, name: str 
     for plan in plans:
         argv = [*me, "--device", plan.env["CUDA_VISIBLE_DEVICES"], "--name", plan.name]
         commands.append((argv + (["--queues", queues] if queues else []), plan.env))
-    sys.exit(supervise(commands))
+    sys.exit(supervise(commands, stop_timeout=settings.handover_seconds + 10, together=True))
 
 
 COMMANDS = (up, api, worker)

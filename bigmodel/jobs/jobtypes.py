@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from bigmodel import schemas
+from bigmodel.config import Settings
 from bigmodel.errors import ValidationFailed
 from bigmodel.jobs.waiting import no_gpu_worker
 
@@ -25,6 +26,7 @@ class JobType:
     runner: str  # "module:function", imported only inside workers (keeps TF out of the API)
     queue: str = "cpu"
     summary: str = ""
+    soft_limit: int | None = None  # seconds; None: the settings' task_soft_time_limit (the longest)
 
     def load_runner(self) -> Runner:
         """Import the function that runs this job type."""
@@ -36,19 +38,31 @@ JOB_TYPES: Mapping[str, JobType] = {
     t.name: t
     for t in (
         JobType("ping", schemas.PingParams, "bigmodel.runners.ping:run",
-                summary="diagnostic: returns its params"),
+                summary="diagnostic: returns its params", soft_limit=3600 + 300),
         JobType("preprocess", schemas.PreprocessParams, "bigmodel.runners.preprocess:run",
-                summary="clean, encode, normalise and split a dataset"),
+                summary="clean, encode, normalise and split a dataset", soft_limit=2 * 3600),
         JobType("train", schemas.TrainParams, "bigmodel.runners.train:run",
                 summary="train a Keras model and register a version"),
         JobType("evaluate", schemas.EvaluateParams, "bigmodel.runners.evaluate:run",
-                summary="metrics of a model version on a split"),
+                summary="metrics of a model version on a split", soft_limit=2 * 3600),
         JobType("predict", schemas.PredictParams, "bigmodel.runners.predict:run",
-                summary="predictions for a dataset or inline rows"),
+                summary="predictions for a dataset or inline rows", soft_limit=2 * 3600),
         JobType("pipeline", schemas.PipelineParams, "bigmodel.runners.pipeline:run",
                 summary="preprocess, train and evaluate in one job"),
     )
 }  # fmt: skip
+
+
+def limits(type_name: str, settings: Settings) -> dict[str, int]:
+    """A job type's time limits in seconds: soft < hard < the broker's visibility timeout.
+
+    The soft limit raises inside the job (it fails with `time_limit`); the hard limit stops its
+    process (the reaper then fails it with `time_limit`). No type exceeds the settings' limits, and
+    the visibility timeout is an hour past the longest hard limit.
+    """
+    cap = settings.task_soft_time_limit
+    soft = min(JOB_TYPES[type_name].soft_limit or cap, cap)
+    return {"soft": soft, "hard": soft + settings.task_time_limit - cap}
 
 
 def errors_of(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:

@@ -1,102 +1,290 @@
-"""Lua scripts that make each job state change one atomic step in Redis."""
+"""Lua scripts: every decision about a job's state is one of these, one atomic step in Redis.
 
-# Create a job unless the idempotency key already names one.
-# KEYS: job hash, tenant index zset, idempotency key ("" none), events stream
-# ARGV: job id, score, fields (JSON object), idempotency ttl, event (JSON), job ttl
-CREATE = """
+They are the rules of the state machine (there is no second copy in Python):
+queued -> running (claim), running -> succeeded|failed|cancelled (finish, cancel, reap),
+running -> queued (hand-over by a stopping worker, or the reaper after a lost worker),
+queued -> cancelled (cancel). Nothing leaves a final state.
+
+Fencing: each claim makes a new attempt (the `attempts` counter); a worker names its attempt in
+every write, and a write from an attempt that is no longer current changes nothing.
+
+Deadlines: one sorted set (`bm:deadlines`, score = Redis time in ms) holds every job that needs
+attention at some time: a running job's lease, a queued job not yet published, a queued job whose
+message a worker took but did not claim. The reaper reads the lapsed ones. Time is always Redis's
+own (TIME), so machines with skewed clocks agree.
+
+Every field is JSON except `state`, kept bare so that scripts compare it as a string.
+"""
+
+PRELUDE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function event(stream, kind, ts, data, maxlen)
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'e',
+             cjson.encode({type=kind, ts=ts, data=data}))
+end
+local function field(job, name)
+  local raw = redis.call('HGET', job, name)
+  if not raw then return nil end
+  local value = cjson.decode(raw)
+  if value == cjson.null then return nil end
+  return value
+end
+-- The one way a job becomes final: fields set, deadline dropped, queued for writing to the store,
+-- and a TTL on its keys (a final job never lives in Redis forever; the store keeps its record).
+local function finalize(job, events, deadlines, persist, id, state, fields, ts, ttl, by, data, maxlen)
+  redis.call('HSET', job, 'state', state, 'finished_at', cjson.encode(ts), 'finished_by', cjson.encode(by))
+  for k, v in pairs(fields) do redis.call('HSET', job, k, v) end
+  redis.call('HDEL', job, 'claim_token', 'delivered_to')
+  redis.call('ZREM', deadlines, id)
+  redis.call('ZADD', persist, now_ms(), id)
+  event(events, 'state', ts, data, maxlen)
+  redis.call('EXPIRE', job, ttl)
+  redis.call('EXPIRE', events, ttl)
+end
+-- Back to the queue, unpublished: whoever requeues publishes next; the reaper does if it cannot.
+local function requeue(job, events, deadlines, id, grace_ms, ts, data, maxlen)
+  redis.call('HSET', job, 'state', 'queued', 'worker', 'null', 'published', 'false',
+             'handover_requested', 'false')
+  redis.call('HDEL', job, 'claim_token', 'delivered_to', 'hard_deadline')
+  redis.call('ZADD', deadlines, now_ms() + grace_ms, id)
+  event(events, 'state', ts, data, maxlen)
+end
+"""
+
+# Create a job unless the idempotency key already names one; trim the tenant's index.
+# KEYS: job, index, idempotency key ("" none), events, deadlines
+# ARGV: id, score, fields (JSON object of encoded fields), idempotency ttl, created_at, publish grace ms,
+#       index limit, oldest score kept, max events
+CREATE = PRELUDE + """
 if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
   if existing then return {0, existing} end
   redis.call('SET', KEYS[3], ARGV[1], 'EX', tonumber(ARGV[4]))
 end
-local fields = cjson.decode(ARGV[3])
-for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+for k, v in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1])
-redis.call('XADD', KEYS[4], '*', 'e', ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[8])
+local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[7])
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, extra - 1) end
+event(KEYS[4], 'state', ARGV[5], {state='queued'}, ARGV[9])
+redis.call('ZADD', KEYS[5], now_ms() + tonumber(ARGV[6]), ARGV[1])
 return {1, ARGV[1]}
 """
 
-# Take a job for a worker.
-# KEYS: job hash, events stream, lease key
-# ARGV: worker, lease ms, now (RFC 3339), max attempts, event template state json, lost error json
-# Returns: 'claimed' | 'held' | 'missing' | 'exhausted' | <terminal state>
-CLAIM = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return 'missing' end
-if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return state end
-if state == 'running' and redis.call('EXISTS', KEYS[3]) == 1 then return 'held' end
-local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0') + 1
-if state == 'running' and attempts > tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], 'state', 'failed', 'finished_at', cjson.encode(ARGV[3]),
-             'error', ARGV[6])
-  redis.call('XADD', KEYS[2], '*', 'e', cjson.encode({type='state', ts=ARGV[3],
-             data={state='failed', error=cjson.decode(ARGV[6])}}))
-  return 'exhausted'
+# The job's message is on its queue: look again later whether it is still there (a consumer that
+# popped it and died before recording it would lose it), unless a worker already took it.
+# KEYS: job, deadlines; ARGV: id, check ms
+PUBLISHED = PRELUDE + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'published', 'true')
+if redis.call('HEXISTS', KEYS[1], 'delivered_to') == 0 then
+  redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[2]), ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'state', 'running', 'worker', cjson.encode(ARGV[1]),
-           'attempts', attempts, 'started_at', cjson.encode(ARGV[3]))
-redis.call('SET', KEYS[3], ARGV[1], 'PX', tonumber(ARGV[2]))
-redis.call('XADD', KEYS[2], '*', 'e', cjson.encode({type='state', ts=ARGV[3],
-           data={state='running', worker=ARGV[1], attempts=attempts}}))
-return 'claimed'
+return 1
 """
 
-# Move a job between states if it is in one of the allowed ones (and held by the worker, if given).
-# KEYS: job hash, events stream, lease key
-# ARGV: allowed states (comma separated), new state, fields (JSON object), event (JSON), worker ("" any)
-# Returns: 'ok' or the state that refused the move ('missing' when there is no job)
-TRANSITION = """
+# A published job's check came due and the reaper looked at its queue: if the queue is empty the
+# message was lost in transit (publish it again), else look again later.
+# KEYS: job, deadlines; ARGV: id, queue empty (1/0), grace ms, check ms
+# Returns 'publish' | 'waiting' | 'alive' (something else happened to the job meanwhile)
+RECHECK = PRELUDE + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' or not field(KEYS[1], 'published')
+   or redis.call('HEXISTS', KEYS[1], 'delivered_to') == 1 then return 'alive' end
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[1], 'published', 'false')
+  redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[3]), ARGV[1])
+  return 'publish'
+end
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[4]), ARGV[1])
+return 'waiting'
+"""
+
+# A worker took the job's message: it must claim the job soon, or the reaper publishes it again.
+# KEYS: job, deadlines; ARGV: id, worker node, grace ms
+DELIVERED = PRELUDE + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'delivered_to', cjson.encode(ARGV[2]))
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[3]), ARGV[1])
+return 1
+"""
+
+# Take a queued job: a new attempt with a lease. A retried claim (same token) answers the same.
+# KEYS: job, events, deadlines; ARGV: id, worker, lease ms, now (RFC 3339), token, max events
+# Returns {outcome, attempt}: 'claimed' | 'held' (another attempt runs it) | 'missing' | a final state
+CLAIM = PRELUDE + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing', 0} end
+if state == 'running' then
+  if field(KEYS[1], 'claim_token') == ARGV[5] then return {'claimed', field(KEYS[1], 'attempts')} end
+  return {'held', field(KEYS[1], 'attempts')}
+end
+if state ~= 'queued' then return {state, field(KEYS[1], 'attempts') or 0} end
+local attempt = (field(KEYS[1], 'attempts') or 0) + 1
+local now = now_ms()
+redis.call('HSET', KEYS[1], 'state', 'running', 'worker', cjson.encode(ARGV[2]), 'attempts', attempt,
+           'started_at', cjson.encode(ARGV[4]), 'claim_token', cjson.encode(ARGV[5]),
+           'handover_requested', 'false')
+redis.call('HDEL', KEYS[1], 'delivered_to')
+local limits = field(KEYS[1], 'limits')
+if limits and limits['hard'] then
+  redis.call('HSET', KEYS[1], 'hard_deadline', now + 1000 * tonumber(limits['hard']))
+end
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
+event(KEYS[2], 'state', ARGV[4], {state='running', worker=ARGV[2], attempt=attempt}, ARGV[6])
+return {'claimed', attempt}
+"""
+
+# Extend the lease of the current attempt (even one that lapsed, if nobody acted on it yet).
+# KEYS: job, deadlines; ARGV: id, attempt, lease ms
+RENEW = PRELUDE + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 0 end
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[3]), ARGV[1])
+return 1
+"""
+
+# Record progress of the current attempt.
+# KEYS: job, events; ARGV: attempt, progress JSON, event JSON, max events
+PROGRESS = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'progress', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[4]), '*', 'e', ARGV[3])
+return 1
+"""
+
+# A log line of the current attempt (a superseded one writes nothing, not even to the log).
+# KEYS: job, events; ARGV: attempt, event JSON, max events
+LOG = """
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[1] then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[3]), '*', 'e', ARGV[2])
+return 1
+"""
+
+# The current attempt ends the job. A retried finish of the same attempt answers 'ok' again.
+# KEYS: job, events, deadlines, persist
+# ARGV: id, attempt, final state, fields (JSON object of encoded fields), now, ttl, event data, max events
+# Returns 'ok' | 'superseded' | 'missing' | the state that refused
+FINISH = PRELUDE + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
-local allowed = false
-for s in string.gmatch(ARGV[1], '[^,]+') do if s == state then allowed = true end end
-if not allowed then return state end
-if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= cjson.encode(ARGV[5]) then
-  return 'not-holder'
-end
-redis.call('HSET', KEYS[1], 'state', ARGV[2])
-local fields = cjson.decode(ARGV[3])
-for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
-if ARGV[2] ~= 'running' then redis.call('DEL', KEYS[3]) end
-redis.call('XADD', KEYS[2], '*', 'e', ARGV[4])
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 'superseded' end
+if state == ARGV[3] and redis.call('HGET', KEYS[1], 'finished_by') == ARGV[2] then return 'ok' end
+if state ~= 'running' then return state end
+finalize(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[3], cjson.decode(ARGV[4]), ARGV[5],
+         tonumber(ARGV[6]), tonumber(ARGV[2]), cjson.decode(ARGV[7]), ARGV[8])
 return 'ok'
 """
 
-# Renew a lease only if this worker still holds it.
-# KEYS: lease key; ARGV: worker, lease ms
-RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
-end
-return 0
-"""
-
-# Ask a job to stop: a queued job is cancelled at once, a running one is flagged.
-# KEYS: job hash, events stream, lease key; ARGV: now, event for queued, event for running
-# Returns: 'cancelled-now' | 'requested' | <terminal state> | 'missing'
-CANCEL = """
+# A stopping worker gives a running job back to its queue; this costs no attempt (handovers + 1).
+# A job whose cancel was asked is cancelled instead.
+# KEYS: job, events, deadlines, persist
+# ARGV: id, attempt ("" to match the worker instead), worker ("" any), now, grace ms, reason, ttl,
+#       max events
+# Returns 'queued' | 'cancelled' | 'superseded' | 'missing' | the state that refused
+HAND_BACK = PRELUDE + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return 'missing' end
-if state == 'queued' then
-  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'finished_at', cjson.encode(ARGV[1]),
-             'cancel_requested', 'true')
-  redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+if state ~= 'running' then return state end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 'superseded' end
+if ARGV[3] ~= '' and field(KEYS[1], 'worker') ~= ARGV[3] then return 'superseded' end
+if ARGV[2] == '' and ARGV[3] == '' then return 'superseded' end
+local attempt = field(KEYS[1], 'attempts')
+if field(KEYS[1], 'cancel_requested') then
+  local err = {type='cancelled', message='the job was cancelled'}
+  finalize(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], 'cancelled', {error=cjson.encode(err)}, ARGV[4],
+           tonumber(ARGV[7]), attempt, {state='cancelled', error=err}, ARGV[8])
+  return 'cancelled'
+end
+redis.call('HINCRBY', KEYS[1], 'handovers', 1)
+requeue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[5]), ARGV[4],
+        {state='queued', reason='handed_over', message=ARGV[6], attempt=attempt}, ARGV[8])
+return 'queued'
+"""
+
+# Ask the jobs that a stopping worker's processes run to come back at their next checkpoint.
+# KEYS: job; ARGV: worker prefix
+REQUEST_HANDOVER = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+local worker = cjson.decode(redis.call('HGET', KEYS[1], 'worker') or 'null')
+if type(worker) ~= 'string' or string.sub(worker, 1, string.len(ARGV[1])) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'handover_requested', 'true')
+return 1
+"""
+
+# Cancel: a queued job (or a running one whose worker is gone) at once; a live running one is flagged.
+# KEYS: job, events, deadlines, persist; ARGV: id, now, ttl, max events
+# Returns 'cancelled-now' | 'requested' | 'missing' | the final state it already has
+CANCEL = PRELUDE + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+local err = {type='cancelled', message='the job was cancelled'}
+local lapsed = true
+if state == 'running' then
+  local deadline = redis.call('ZSCORE', KEYS[3], ARGV[1])
+  lapsed = (not deadline) or tonumber(deadline) <= now_ms()
+end
+if state == 'queued' or (state == 'running' and lapsed) then
+  finalize(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], 'cancelled',
+           {error=cjson.encode(err), cancel_requested='true'}, ARGV[2], tonumber(ARGV[3]), 'user',
+           {state='cancelled', error=err}, ARGV[4])
   return 'cancelled-now'
 end
 if state == 'running' then
   redis.call('HSET', KEYS[1], 'cancel_requested', 'true')
-  redis.call('XADD', KEYS[2], '*', 'e', ARGV[3])
+  event(KEYS[2], 'log', ARGV[2], {level='info', message='cancel requested'}, ARGV[4])
   return 'requested'
 end
 return state
 """
 
-# Record progress only while the job is running under this worker.
-# KEYS: job hash, events stream; ARGV: worker, progress JSON, event JSON, max events
-PROGRESS = """
-if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-if redis.call('HGET', KEYS[1], 'worker') ~= cjson.encode(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'progress', ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[4]), '*', 'e', ARGV[3])
-return 1
+# The reaper's one decision about a job whose deadline passed.
+# KEYS: job, events, deadlines, persist
+# ARGV: id, max attempts, now (RFC 3339), publish grace ms, ttl, max events
+# Returns 'publish' (it is queued and unpublished: publish it) | 'check' (published: is its message
+# still on its queue?) | 'cancelled' | 'failed' | 'alive' | 'gone'
+REAP = PRELUDE + """
+local now = now_ms()
+local deadline = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if not deadline then return 'gone' end
+if tonumber(deadline) > now then return 'alive' end
+local state = redis.call('HGET', KEYS[1], 'state')
+local delivered = redis.call('HEXISTS', KEYS[1], 'delivered_to') == 1
+if state == 'queued' and field(KEYS[1], 'published') and not delivered then return 'check' end
+if state == 'queued' then
+  redis.call('HSET', KEYS[1], 'published', 'false')
+  redis.call('HDEL', KEYS[1], 'delivered_to')
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
+  return 'publish'
+end
+if state ~= 'running' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 'gone'
+end
+local attempt = field(KEYS[1], 'attempts') or 0
+local lost = attempt - (field(KEYS[1], 'handovers') or 0)
+local worker = field(KEYS[1], 'worker')
+local hard = field(KEYS[1], 'hard_deadline')
+local err = nil
+local final = 'failed'
+if field(KEYS[1], 'cancel_requested') then
+  final, err = 'cancelled', {type='cancelled', message='the job was cancelled'}
+elseif hard and now >= hard then
+  err = {type='time_limit', message='the job ran past its hard time limit and its process was stopped'}
+elseif lost >= tonumber(ARGV[2]) then
+  err = {type='worker_lost', message='the job lost its worker ' .. lost .. ' times (last: ' ..
+         tostring(worker) .. '); it is not tried again'}
+end
+if err then
+  finalize(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], final, {error=cjson.encode(err)}, ARGV[3],
+           tonumber(ARGV[5]), 'reaper', {state=final, error=err}, ARGV[6])
+  return final
+end
+requeue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[4]), ARGV[3],
+        {state='queued', reason='worker_lost', attempt=attempt, lapsed_ms=now - tonumber(deadline),
+         message='the lease of ' .. tostring(worker) .. ' lapsed; the job goes back to its queue'}, ARGV[6])
+return 'publish'
 """

@@ -1,4 +1,4 @@
-"""Job states and the moves allowed between them."""
+"""Job states. The moves between them are the Lua scripts in jobs/scripts.py, not a table here."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from enum import Enum
 
 
 class JobState(str, Enum):
-    """Where a job is in its life; it only moves forward (running -> queued only on hand-over)."""
+    """Where a job is in its life; it only moves forward (running -> queued only on hand-over or recovery)."""
 
     QUEUED = "queued"
     RUNNING = "running"
@@ -21,18 +21,3 @@ class JobState(str, Enum):
 
 
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
-
-ALLOWED: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
-    JobState.RUNNING: frozenset(
-        {JobState.QUEUED, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
-    ),
-    JobState.SUCCEEDED: frozenset(),
-    JobState.FAILED: frozenset(),
-    JobState.CANCELLED: frozenset(),
-}
-
-
-def can_move(current: JobState, new: JobState) -> bool:
-    """Whether a job in `current` may move to `new`."""
-    return new in ALLOWED[current]

@@ -34,6 +34,7 @@ from bigmodel.ml.data import Prepared
 from bigmodel.ml.tables import ROW_GROUP_ROWS, describe_schema
 from bigmodel.ml.upload import Upload
 from bigmodel.names import is_dataset_id, safe_name
+from bigmodel.rebuild import ensure_index, epoch_of
 from bigmodel.store import Store
 
 SPLIT_COLUMN = "__split__"
@@ -300,6 +301,9 @@ class Datasets:
 
     def list(self, limit: int = 50, cursor: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; the cursor is the score of the last item returned."""
+        # After Redis lost its data, the listing comes back from the records in the store.
+        ensure_index(self.r, self.index, self.store, "datasets", "meta.json",
+                     lambda record: epoch_of(record.get("created_at")))
         top = f"({cursor}" if cursor else "+inf"
         page = self.r.zrevrangebyscore(self.index, top, "-inf", start=0, num=limit + 1, withscores=True)
         items = [r for r in (self._read(i.decode()) for i, _ in page[:limit]) if r is not None]

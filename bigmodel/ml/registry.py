@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import redis
 
 from bigmodel.clock import now_iso
-from bigmodel.errors import InvalidRequest, NotFound
+from bigmodel.errors import InvalidRequest, NotFound, ServiceUnavailable
 from bigmodel.names import check_name
 from bigmodel.store import Store
 
@@ -16,6 +17,31 @@ RESERVED_ALIASES = frozenset({"latest"})
 # What serving needs of a version, kept in Redis so that resolving a request's version is one round trip.
 SERVING_FIELDS = ("version", "task", "transform", "created_at", "model_sha256")
 _COMPLETE = "complete"  # field of the serving hash: every stored version is indexed in Redis
+ALLOCATION_TTL = 30 * 86400  # a job's version stays reserved for it as long as a job record lives
+
+# The version a job registers: the one it was given before, or the next free number. `floor` is
+# the highest version folder in the store, so a counter lost with Redis never reuses a number.
+# KEYS: counter, this job's allocation; ARGV: floor, ttl
+ALLOCATE = """
+local given = redis.call('GET', KEYS[2])
+if given then return tonumber(given) end
+local v = redis.call('INCR', KEYS[1])
+if v <= tonumber(ARGV[1]) then
+  v = tonumber(ARGV[1]) + 1
+  redis.call('SET', KEYS[1], v)
+end
+redis.call('SET', KEYS[2], v, 'EX', tonumber(ARGV[2]))
+return v
+"""
+
+
+def _replay(history: list[dict[str, Any]]) -> dict[str, int]:
+    """Aliases as the history of their moves leaves them."""
+    return {e["alias"]: int(e["to"]) for e in history if "alias" in e and "to" in e}
+
+
+def _canonical(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True)
 
 
 class Registry:
@@ -30,14 +56,14 @@ class Registry:
     def _key(self, name: str, what: str) -> str:
         return f"{self.prefix}:model:{name}:{what}"
 
-    def allocate_version(self, name: str) -> int:
-        """The next version number: atomic, so two jobs finishing at once get two different numbers."""
+    def allocate_version(self, name: str, job: str | None = None) -> int:
+        """A version number for `job`: allocated once per job (every attempt gets the same), atomically,
+        so two jobs finishing at once get two different numbers."""
         check_name(name)
-        while True:
-            version = int(self.r.incr(self._key(name, "counter")))
-            # A counter lost with Redis restarts at 1: skip numbers the store already has.
-            if not self.store.exists(f"models/{name}/{version}/meta.json"):
-                return version
+        floor = max((int(e) for e in self.store.listdir(f"models/{name}") if e.isdigit()), default=0)
+        owner = job or uuid.uuid4().hex
+        keys = [self._key(name, "counter"), self._key(name, f"allocation:{owner}")]
+        return int(self.r.eval(ALLOCATE, 2, *keys, floor, ALLOCATION_TTL))
 
     def version_dir(self, name: str, version: int) -> str:
         """The store folder of a version."""
@@ -157,22 +183,47 @@ class Registry:
             return {}
 
     def move_alias(self, name: str, alias: str, version: int, by: str) -> dict[str, Any]:
-        """Point an alias at a version and record the move (when, by whom, from which version)."""
+        """Point an alias at a version and record the move (when, by whom, from which version).
+
+        Redis and the store's aliases.json are merged first, never overwritten: a Redis that lost
+        its data (or came back older) gets the stored history back before the move is added.
+        """
         check_name(alias, "alias")
         if alias in RESERVED_ALIASES:
             raise InvalidRequest(f"{alias!r} is computed (the newest version) and cannot be moved")
         if not self.store.exists(f"{self.version_dir(name, version)}/meta.json"):
             raise NotFound(f"model {name!r} has no version {version}")
-        previous = self.aliases(name).get(alias)
-        entry = {"alias": alias, "from": previous, "to": version, "at": now_iso(), "by": by}
-        pipe = self.r.pipeline()
-        pipe.hset(self._key(name, "aliases"), alias, version)
-        pipe.rpush(self._key(name, "alias_history"), json.dumps(entry))
-        pipe.execute()
-        aliases = {k: v for k, v in self.aliases(name).items() if k != "latest"}
-        self.store.write_json(f"models/{name}/aliases.json",
-                              {"aliases": aliases, "history": self.alias_history(name)})
+        try:
+            with self.r.lock(self._key(name, "alias_lock"), timeout=30, blocking_timeout=15):
+                history = self._merged_history(name)
+                entry = {"alias": alias, "from": _replay(history).get(alias), "to": version,
+                         "at": now_iso(), "by": by}
+                pipe = self.r.pipeline()
+                pipe.hset(self._key(name, "aliases"), alias, version)
+                pipe.rpush(self._key(name, "alias_history"), json.dumps(entry))
+                pipe.execute()
+                history.append(entry)
+                self.store.write_json(f"models/{name}/aliases.json",
+                                      {"aliases": _replay(history), "history": history})
+        except redis.exceptions.LockError:
+            raise ServiceUnavailable(f"another move of {name!r}'s aliases is in progress; retry") from None
         return entry
+
+    def _merged_history(self, name: str) -> list[dict[str, Any]]:
+        """The alias history of Redis and the store together, in time order; Redis gets what it lacked."""
+        in_redis = [json.loads(x) for x in self.r.lrange(self._key(name, "alias_history"), 0, -1)]
+        known = {_canonical(e) for e in in_redis}
+        missing = [e for e in self._stored_aliases(name).get("history", []) if _canonical(e) not in known]
+        if not missing:
+            return in_redis
+        merged = sorted(in_redis + missing, key=lambda e: str(e.get("at", "")))
+        pipe = self.r.pipeline()
+        pipe.delete(self._key(name, "alias_history"), self._key(name, "aliases"))
+        pipe.rpush(self._key(name, "alias_history"), *[json.dumps(e) for e in merged])
+        if _replay(merged):
+            pipe.hset(self._key(name, "aliases"), mapping=_replay(merged))  # type: ignore[arg-type]
+        pipe.execute()
+        return merged
 
     def resolve(self, name: str, version: int | str | None = "latest") -> int:
         """A version number from a number, 'latest', or an alias; NotFound when there is none."""

@@ -127,8 +127,13 @@ def fit(
     on_batch: BatchCallback | None = None,
     on_batch_every: int = ON_BATCH_EVERY,
     initial_epoch: int = 0,
+    callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> TrainResult:
-    """Fit on backend.batches (shuffled with seed, batched), reporting each epoch through on_epoch."""
+    """Fit on backend.batches (shuffled with seed, batched), reporting each epoch through on_epoch.
+
+    `initial_epoch` resumes a run whose weights were restored from a checkpoint; `callbacks` run
+    before the reporting hooks at each epoch's end.
+    """
     for name, value, low in (
         ("epochs", epochs, 1),
         ("batch_size", batch_size, 1),
@@ -153,7 +158,8 @@ def fit(
         val_ds = backend.batches(vx, vy, batch_size, None)  # order does not change validation metrics
 
     reporter = _Reporter(epochs, on_epoch, on_batch, on_batch_every)
-    callbacks: list[keras.callbacks.Callback] = [reporter]
+    # Caller's callbacks (a checkpoint) first: an epoch is saved before the job's hooks may stop it.
+    callbacks = [*(callbacks or []), reporter]
     if early_stopping is not None:
         callbacks.append(_early_stopping(early_stopping, val_ds is not None))
 

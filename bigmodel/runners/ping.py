@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from typing import Any
@@ -12,7 +13,7 @@ from bigmodel.jobs.context import JobContext
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
-    """Sleep `sleep` seconds in `steps` steps (checking for cancel), then return the params."""
+    """Sleep `sleep` seconds in `steps` steps (checking for cancel); return the params, fail or crash."""
     params = ctx.params
     steps = int(params.get("steps", 1))
     pause = float(params.get("sleep", 0.0)) / steps
@@ -21,6 +22,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if pause:
             time.sleep(pause)
         ctx.progress("step", step, steps)
+    if params.get("crash"):  # a poison job: its process dies every time (recovery is bounded)
+        os.kill(os.getpid(), signal.SIGKILL)
     if params.get("fail"):
         raise InvalidRequest(str(params["fail"]))
     if params.get("artifact"):

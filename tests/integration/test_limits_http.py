@@ -50,8 +50,9 @@ TABLE = [
      ["instances"]),
 ]
 # Checked elsewhere: sweep_trials by tests/unit/test_limits.py (the sweep job type comes later), the
-# body bound below, online inference rows by tests/unit/test_limits.py.
-ELSEWHERE = {"sweep_trials", "body_bytes"}
+# body bound below, the JSON body bound by tests/integration/test_bad_inputs.py, online inference rows
+# by tests/unit/test_limits.py.
+ELSEWHERE = {"sweep_trials", "body_bytes", "json_bytes"}
 
 
 @pytest.fixture

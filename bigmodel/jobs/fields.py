@@ -1,0 +1,62 @@
+"""The shape of a job record in Redis: its fields, how they are encoded, and the answers of the scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bigmodel.jobs.states import TERMINAL
+
+# What a job record holds (the API shows a subset; record.json in the store holds all of it).
+# The hash also holds fields only the scripts use: published, delivered_to, claim_token,
+# hard_deadline, handover_requested, finished_by (the attempt that committed, or 'reaper'/'user').
+RECORD_FIELDS = (
+    "id", "tenant", "type", "state", "queue", "priority", "params", "resources", "progress",
+    "attempts", "handovers", "worker", "created_at", "started_at", "finished_at", "result", "error",
+    "artifacts", "cancel_requested", "waiting", "limits", "usage",
+)  # fmt: skip
+FINAL_STATES = frozenset(s.value for s in TERMINAL)
+
+# Publishes a job's message (task id = job id) on its queue; given by whoever owns a Celery app.
+Sender = Callable[[dict[str, Any]], None]
+
+
+def encode(field: str, value: Any) -> str:
+    """A field as the hash stores it: `state` bare (the Lua scripts compare it), the rest JSON."""
+    return str(value) if field == "state" else json.dumps(value)
+
+
+def decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
+    """A record from the hash: every record field, None for those it lacks."""
+    out = {text(k): v for k, v in raw.items()}
+    return {k: ((out[k].decode() if k == "state" else json.loads(out[k])) if k in out else None)
+            for k in RECORD_FIELDS}
+
+
+def text(value: Any) -> str:
+    """A Redis reply as a string."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The answer to a worker asking for a job: 'claimed', 'held', 'missing' or a final state."""
+
+    outcome: str
+    attempt: int = 0
+
+    @property
+    def claimed(self) -> bool:
+        """True when this worker now runs the job (as attempt `attempt`)."""
+        return self.outcome == "claimed"
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What a running attempt learns at a checkpoint."""
+
+    current: bool  # still the job's current attempt, and the job still running
+    cancel: bool
+    handover: bool
