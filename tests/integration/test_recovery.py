@@ -201,7 +201,7 @@ def test_a_poison_job_fails_worker_lost_after_max_attempts_and_workers_survive(r
 def test_redis_restart_loses_nothing_and_the_api_answers_503_meanwhile(rec: Rec) -> None:
     rec.nodes.ensure("w1", "w2")
     # Given jobs running and jobs queued behind them
-    ids = [submit(rec.stack, {"type": "ping", "params": {"sleep": 8, "steps": 16, "n": i}}) for i in range(6)]
+    ids = [submit(rec.stack, {"type": "ping", "params": {"sleep": 6, "steps": 12, "n": i}}) for i in range(5)]
     wait_job(rec.stack, ids[0], lambda r: r["state"] == "running")
     # When Redis stops (its AOF flushed) and comes back a few seconds later
     rec.server.stop()
