@@ -40,6 +40,9 @@ def run(stack, folder: Path, argv: list[str]) -> subprocess.CompletedProcess[str
 def test_the_shell_tour_runs_as_written(stack, clean_folder: Path) -> None:
     if not (shutil.which("bash") and shutil.which("curl")):
         pytest.skip("the tour needs bash and curl")
+    if "infer" not in stack.wait_ready(("cpu",)).get("pools", {}):  # `make run` starts one serving process
+        stack.spawn("worker", "--pool", "infer", "--loglevel", "WARNING", log="infer.log")
+        stack.wait_ready(("cpu", "infer"))
     blocks = tour("sh")
     assert len(blocks) == 2
     out = run(stack, clean_folder, ["bash", "-c", "set -euo pipefail\n" + "\n".join(blocks)])
@@ -49,6 +52,8 @@ def test_the_shell_tour_runs_as_written(stack, clean_folder: Path) -> None:
     assert (clean_folder / "predictions.parquet").stat().st_size > 0
     assert "tour: production -> v1" in out.stdout
     assert re.search(r'^bigmodel_jobs_total\{state="succeeded",type="pipeline"\} \d', out.stdout, re.M)
+    online = re.search(r'^\{"predictions": ?\[\[([\d.e-]+)\], ?\[([\d.e-]+)\]\]', out.stdout, re.M)
+    assert online and float(online.group(1)) > 0.5 > float(online.group(2)), out.stdout[-2000:]
 
 
 def test_the_python_client_runs_the_readme_tour(stack, clean_folder: Path) -> None:

@@ -62,7 +62,8 @@ TABLE = [
 
 
 def test_the_table_covers_every_bound_of_a_job() -> None:
-    assert {row[3] for row in TABLE} == set(BOUNDS) - {"body_bytes", "json_bytes"}  # bodies: tests/integration
+    # Body bounds are checked over HTTP: tests/integration/test_limits_http.py and test_bad_inputs.py.
+    assert {row[3] for row in TABLE} == set(BOUNDS) - {"body_bytes", "json_bytes"}
 
 
 @pytest.mark.parametrize(("job_type", "within", "past", "bound", "loc"), TABLE,
