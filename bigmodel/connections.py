@@ -35,6 +35,11 @@ def celery_tls_options(settings: Settings) -> dict[str, Any] | None:
     return {**options, "ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
+def text(value: Any) -> str:
+    """A Redis reply (bytes, or str for a decoding client) as a string."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def redis_client(settings: Settings, *, timeout: float | None = None, **options: Any) -> redis.Redis:
     """A Redis client for the settings' URL; `timeout` bounds connects and replies (None: the setting)."""
     limit = settings.redis_timeout if timeout is None else timeout

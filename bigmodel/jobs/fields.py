@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bigmodel.connections import text
 from bigmodel.jobs.states import TERMINAL
 
 # What a job record holds (the API shows a subset; record.json in the store holds all of it).
@@ -33,11 +34,6 @@ def decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
     out = {text(k): v for k, v in raw.items()}
     return {k: ((out[k].decode() if k == "state" else json.loads(out[k])) if k in out else None)
             for k in RECORD_FIELDS}
-
-
-def text(value: Any) -> str:
-    """A Redis reply as a string."""
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from typing import Any
 
 import redis
 
+from bigmodel.connections import text
+
 QUEUES = ("cpu", "gpu", "infer")
 PRIORITY_STEPS = tuple(range(10))
 PRIORITY_SEP = ":"
@@ -55,11 +57,11 @@ class Presence:
 
     def alive(self) -> list[str]:
         """Names of the workers whose heartbeat has not lapsed."""
-        return [n.decode() for n in self.r.zrangebyscore(self.beats_key, time.time(), "+inf")]
+        return [text(n) for n in self.r.zrangebyscore(self.beats_key, time.time(), "+inf")]
 
     def lapsed(self) -> list[str]:
         """Names of workers whose heartbeat lapsed (and that did not leave cleanly)."""
-        return [n.decode() for n in self.r.zrangebyscore(self.beats_key, "-inf", time.time())]
+        return [text(n) for n in self.r.zrangebyscore(self.beats_key, "-inf", time.time())]
 
     def workers(self) -> list[dict[str, Any]]:
         """Every worker whose heartbeat has not lapsed, with the info it published."""

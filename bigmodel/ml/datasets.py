@@ -28,6 +28,7 @@ import redis
 
 from bigmodel.cache import Cache
 from bigmodel.clock import now_iso
+from bigmodel.connections import text
 from bigmodel.errors import DataError, NotFound
 from bigmodel.ml.columns import ParquetColumns
 from bigmodel.ml.data import Prepared
@@ -306,6 +307,6 @@ class Datasets:
                      lambda record: epoch_of(record.get("created_at")))
         top = f"({cursor}" if cursor else "+inf"
         page = self.r.zrevrangebyscore(self.index, top, "-inf", start=0, num=limit + 1, withscores=True)
-        items = [r for r in (self._read(i.decode()) for i, _ in page[:limit]) if r is not None]
+        items = [r for r in (self._read(text(i)) for i, _ in page[:limit]) if r is not None]
         next_cursor = repr(page[limit - 1][1]) if len(page) > limit else None
         return items, next_cursor
