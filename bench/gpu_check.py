@@ -14,8 +14,6 @@ import io
 import json
 import sys
 import tempfile
-import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import numpy as np
 import pandas as pd
 import requests
 
+from bench.support import run_job, running_seconds
 from tests.services import RedisServer, Stack
 
 SIZES = {False: {"rows": 60_000, "features": 32, "epochs": 3, "hidden": [512, 512]},
@@ -38,26 +37,6 @@ def dataset_csv(rows: int, features: int, seed: int = 0) -> bytes:
     buf = io.StringIO()
     frame.to_csv(buf, index=False)
     return buf.getvalue().encode()
-
-
-def run_job(url: str, body: dict[str, Any], timeout: float = 240) -> dict[str, Any]:
-    """Submit a job and wait for its final record; a failure stops the check with the job's error."""
-    job = requests.post(f"{url}/v1/jobs", json=body, timeout=30).json()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = requests.get(f"{url}/v1/jobs/{job['id']}", timeout=30).json()
-        if record["state"] in ("succeeded", "failed", "cancelled"):
-            if record["state"] != "succeeded":
-                raise SystemExit(f"{body['type']} job {job['id']} {record['state']}: {record.get('error')}")
-            return record  # type: ignore[no-any-return]
-        time.sleep(0.3)
-    raise SystemExit(f"{body['type']} job {job['id']} did not finish in {timeout:.0f}s")
-
-
-def seconds(record: dict[str, Any]) -> float:
-    """How long the job ran on its worker (started to finished)."""
-    start, end = (datetime.fromisoformat(record[k]) for k in ("started_at", "finished_at"))
-    return max((end - start).total_seconds(), 1e-6)
 
 
 def placement(url: str, job_id: str) -> str:
@@ -84,8 +63,8 @@ def measure(url: str, quick: bool) -> dict[str, Any]:
             "epochs": size["epochs"], "batch_size": 512}})
         predict = run_job(url, {"type": "predict", "resources": {"gpu": gpus},
                                 "params": {"model": name, "dataset": raw}})
-        out[pool] = {"train_examples_per_s": train_rows * size["epochs"] / seconds(train),
-                     "predict_rows_per_s": size["rows"] / seconds(predict),
+        out[pool] = {"train_examples_per_s": train_rows * size["epochs"] / max(running_seconds(train), 1e-6),
+                     "predict_rows_per_s": size["rows"] / max(running_seconds(predict), 1e-6),
                      "worker": train["worker"], "placement": placement(url, train["id"])}
     return out
 

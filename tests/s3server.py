@@ -39,16 +39,11 @@ class CountingApp:
         return self.app(environ, start_response)
 
 
-class S3Server:
-    """moto's S3 on a free loopback port, with one bucket made; `gets(suffix)` counts object downloads."""
+class _Endpoint:
+    """What every S3-compatible test server offers: its endpoint, the variables that reach it, URLs."""
 
-    def __init__(self, bucket: str = "bigmodel-test") -> None:
-        self.bucket = bucket
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self.counter: CountingApp | None = None
+    bucket: str
+    endpoint: str
 
     @property
     def env(self) -> dict[str, str]:
@@ -59,6 +54,18 @@ class S3Server:
     def url(self, prefix: str) -> str:
         """A store URL inside the bucket."""
         return f"s3://{self.bucket}/{prefix}"
+
+
+class S3Server(_Endpoint):
+    """moto's S3 on a free loopback port, with one bucket made; `gets(suffix)` counts object downloads."""
+
+    def __init__(self, bucket: str = "bigmodel-test") -> None:
+        self.bucket = bucket
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.counter: CountingApp | None = None
 
     def start(self) -> None:
         """Serve in a daemon thread and create the bucket."""
@@ -98,7 +105,7 @@ class S3Server:
         return list(client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []))
 
 
-class MinioServer:
+class MinioServer(_Endpoint):
     """A MinIO server from its binary (only where one is installed), with one bucket made."""
 
     def __init__(self, data: Path, bucket: str = "bigmodel-test") -> None:
@@ -112,16 +119,6 @@ class MinioServer:
     def available() -> bool:
         """Whether a `minio` binary is on PATH."""
         return shutil.which("minio") is not None
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The standard AWS variables that point a process at this server."""
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": REGION}
-
-    def url(self, prefix: str) -> str:
-        """A store URL inside the bucket."""
-        return f"s3://{self.bucket}/{prefix}"
 
     def start(self) -> None:
         """Start MinIO and create the bucket (through s3fs, as the store will use it)."""
