@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,8 +65,9 @@ def _has_file(folder: str) -> bool:
     return False
 
 
-class WriteTally:
-    """Bytes written through a Store and all its views (a job's usage reads the difference)."""
+class WriteTally(threading.local):
+    """Bytes written through a Store and all its views, counted per thread: a job's usage reads the
+    difference in the job's thread, not what a worker's background threads write meanwhile."""
 
     def __init__(self) -> None:
         self.bytes = 0

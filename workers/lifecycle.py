@@ -11,12 +11,18 @@ import threading
 import time
 from typing import Any
 
-from celery.signals import task_received, worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    task_received,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 from celery.worker import state as worker_state
 
 from bigmodel.jobs.reaper import Reaper
 from workers.celery_app import RUN_JOB
-from workers.resources import Handles, handles
+from workers.resources import Handles, handles, opened
 
 log = logging.getLogger(__name__)
 _stop = threading.Event()
@@ -112,3 +118,12 @@ def _child_init(**_: Any) -> None:
     # TF is imported lazily by runners in the child; quiet its C++ logs and grow GPU memory on demand.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+
+
+@worker_process_shutdown.connect
+def _child_exit(**_: Any) -> None:
+    # A pool process that ends (recycled, or its worker stopping) writes the final records it still
+    # holds; what it cannot write in time the reaper writes from the persist set.
+    h = opened()
+    if h is not None and h.jobs.persister is not None:
+        h.jobs.persister.drain(timeout=5.0)

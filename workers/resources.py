@@ -32,7 +32,8 @@ def connect(settings: Settings, app: Any = None) -> Handles:
 
     client = redis_client(settings, timeout=10)
     store = Store.from_settings(settings)
-    jobs = Jobs(client, store, settings=settings, send=job_sender(app) if app is not None else None)
+    jobs = Jobs(client, store, settings=settings, send=job_sender(app) if app is not None else None,
+                persist_in_background=True)
     return Handles(settings, client, store, jobs, Presence(client))
 
 
@@ -45,3 +46,8 @@ def handles(app: Any) -> Handles:
     if pid not in _HANDLES:
         _HANDLES[pid] = connect(app.conf.bigmodel_settings, app)
     return _HANDLES[pid]
+
+
+def opened() -> Handles | None:
+    """This process's handles if it made them (a process that ran no job has none to close)."""
+    return _HANDLES.get(os.getpid())

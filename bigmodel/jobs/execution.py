@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
+import time
 from typing import Any
 
 from bigmodel.config import Settings
@@ -20,23 +22,55 @@ from bigmodel.store import Store
 log = logging.getLogger(__name__)
 
 
-class LeaseKeeper(threading.Thread):
-    """Renews a running attempt's lease until stopped; marks the context superseded if it is not current."""
+class Leases:
+    """One thread per process renews the leases of the attempts the process runs (a thread started per
+    job cost a sixth of a short job's time); an attempt that is no longer current is told so."""
 
-    def __init__(self, jobs: Jobs, ctx: JobContext) -> None:
-        super().__init__(name=f"lease-{ctx.job_id}", daemon=True)
-        self.jobs, self.ctx = jobs, ctx
-        self.stopped = threading.Event()
+    def __init__(self, jobs: Jobs) -> None:
+        self.jobs = jobs
+        self.pid = os.getpid()
+        self.held: dict[str, JobContext] = {}
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
 
-    def run(self) -> None:
+    def hold(self, ctx: JobContext) -> None:
+        """Renew this attempt's lease from now on (its claim gave it a full lease)."""
+        with self.lock:
+            self.held[ctx.job_id] = ctx
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="leases", daemon=True)
+                self.thread.start()
+
+    def release(self, ctx: JobContext) -> None:
+        """Stop renewing an attempt's lease."""
+        with self.lock:
+            if self.held.get(ctx.job_id) is ctx:
+                del self.held[ctx.job_id]
+
+    def _run(self) -> None:
         interval = max(self.jobs.lease_seconds / 3, 0.2)
-        while not self.stopped.wait(interval):
-            try:
-                if not self.jobs.renew(self.ctx.job_id, self.ctx.attempt):
-                    self.ctx.current = False
-                    return
-            except Exception:  # Redis blips: try again at the next tick; renewal also revives a lapsed lease
-                log.warning("could not renew the lease of job %s", self.ctx.job_id)
+        while True:
+            time.sleep(interval)
+            with self.lock:
+                held = list(self.held.values())
+            for ctx in held:
+                try:
+                    if not self.jobs.renew(ctx.job_id, ctx.attempt):
+                        ctx.current = False
+                        self.release(ctx)
+                except Exception:  # a Redis blip: try again next tick; renewal also revives a lapsed lease
+                    log.warning("could not renew the lease of job %s", ctx.job_id)
+
+
+_leases: Leases | None = None
+
+
+def leases(jobs: Jobs) -> Leases:
+    """This process's lease renewer for `jobs` (a fresh one after a fork)."""
+    global _leases
+    if _leases is None or _leases.jobs is not jobs or _leases.pid != os.getpid():
+        _leases = Leases(jobs)
+    return _leases
 
 
 def error_of(exc: BaseException) -> dict[str, str]:
@@ -70,24 +104,24 @@ def execute(job_id: str, *, jobs: Jobs, store: Store, settings: Settings, worker
         return claim.outcome  # held by another attempt, finished, or unknown: this message is spent
     record = claim.record or retry_transient(lambda: jobs.get(job_id), what=f"read job {job_id}")
     ctx = JobContext(record, jobs, store, worker, settings, attempt=claim.attempt)
-    keeper = LeaseKeeper(jobs, ctx)
-    keeper.start()
+    keeper = leases(jobs)
+    keeper.hold(ctx)
     state, result, error = JobState.FAILED, None, None
     meter = Meter(store)  # the job's usage: wall and CPU time, peak memory, bytes written to the store
     try:
         result = _run(ctx)
         state = JobState.SUCCEEDED
     except HandOver as exc:
-        keeper.stopped.set()
+        keeper.release(ctx)
         ctx.discard()
         log.info("job %s handed over: %s", job_id, exc)
         return jobs.hand_back(job_id, ctx.attempt, str(exc))
     except FannedOut as exc:  # its children run now; the last one to end requeues it for its next step
-        keeper.stopped.set()
+        keeper.release(ctx)
         log.info("job %s: %s", job_id, exc)
         return "fanned_out"
     except Superseded:
-        keeper.stopped.set()
+        keeper.release(ctx)
         ctx.discard()
         return "superseded"
     except JobCancelled as exc:
@@ -100,7 +134,7 @@ def execute(job_id: str, *, jobs: Jobs, store: Store, settings: Settings, worker
         log.warning("job %s failed: %s: %s", job_id, error["type"], error["message"])
         log.debug("traceback of job %s", job_id, exc_info=True)
     finally:
-        keeper.stopped.set()
+        keeper.release(ctx)
     # Even if renewals failed, try: the state script knows whether this attempt is still current.
     if not jobs.finish(job_id, ctx.attempt, state, result=result, error=error, artifacts=ctx.artifacts,
                        usage=meter.stop()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -28,6 +29,7 @@ def wait_for(jobs: Jobs, job_id: str, tenant: str, seconds: float) -> dict[str, 
     after: Any = newest[0][0] if newest else "0-0"
     record = jobs.get(job_id, tenant)
     deadline = time.monotonic() + min(seconds, MAX_WAIT_SECONDS)
+    stale = False  # events came that did not end the job: the record is re-read once, at the end
     while record["state"] not in FINISHED:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -35,6 +37,15 @@ def wait_for(jobs: Jobs, job_id: str, tenant: str, seconds: float) -> dict[str, 
         block_ms = max(1, int(min(left, SLICE_SECONDS) * 1000))
         answer: Any = jobs.r.xread({key: after}, count=100, block=block_ms)
         if answer:
-            after = answer[0][1][-1][0]
-            record = jobs.get(job_id, tenant)
-    return record
+            entries = answer[0][1]
+            after = entries[-1][0]
+            if any(_ends(fields) for _, fields in entries):
+                return jobs.get(job_id, tenant)
+            stale = True
+    return jobs.get(job_id, tenant) if stale else record
+
+
+def _ends(fields: dict[bytes, bytes]) -> bool:
+    # A state event to a final state: the only event after which the answer is the final record.
+    event = json.loads(fields.get(b"e", b"{}"))
+    return event.get("type") == "state" and (event.get("data") or {}).get("state") in FINISHED

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -41,7 +44,8 @@ class Jobs:
     """Creates, moves, lists and watches job records; every change is one atomic Redis step."""
 
     def __init__(self, client: redis.Redis, store: Store | None = None, *, settings: Settings | None = None,
-                 send: Sender | None = None, lease_seconds: float | None = None, prefix: str = "bm") -> None:
+                 send: Sender | None = None, lease_seconds: float | None = None, prefix: str = "bm",
+                 persist_in_background: bool = False) -> None:
         settings = settings or Settings()
         self.r = client
         self.store = store
@@ -63,6 +67,10 @@ class Jobs:
         self.limits = settings.limits
         self.workers = RecentWorkers(Presence(client, prefix))
         self.lines_key = f"{prefix}:lines"
+        # A worker writes final records to the store from a thread of its own, so that a job's slot is
+        # free (and its tenant's next job published) without waiting for the store's fsyncs; a record
+        # not written when the process dies is in the persist set, which the reaper drains.
+        self.persister = Persister(self) if persist_in_background else None
         self._scripts = {name: client.register_script(getattr(scripts, name)) for name in (
             "CREATE", "PUBLISHED", "DELIVERED", "CLAIM", "RENEW", "PROGRESS", "LOG", "FINISH", "HAND_BACK",
             "REQUEST_HANDOVER", "CANCEL", "REAP", "RECHECK", "FAN_OUT", "ADMIT", "ADMIT_NEXT")}
@@ -461,13 +469,16 @@ class Jobs:
         record = decode(raw)
         if record.get("id"):
             self.metrics.job_ended(record)
-        self.persist(job_id, raw)
         if record.get("tenant") and record.get("queue"):
             self.admit_next(record["tenant"], record["queue"])  # its slot goes to the next in its line
         if record.get("parent") and self.send is not None:
             self.publish(record["parent"])  # the last child woke its parent (publish skips it otherwise)
         if record.get("children") and record.get("state") != JobState.SUCCEEDED.value:
             self._cancel_children(record["children"])
+        if self.persister is not None:
+            self.persister.submit(job_id, raw)
+        else:
+            self.persist(job_id, raw)
 
     def _cancel_children(self, children: Ids) -> None:
         # A parent that ended early (cancelled, failed) takes its unfinished children with it.
@@ -496,6 +507,36 @@ class Jobs:
             return False
         self.r.zrem(self.persist_key, job_id)
         return True
+
+
+class Persister:
+    """Writes final records to the store from one thread per process, in the order they ended."""
+
+    def __init__(self, jobs: Jobs) -> None:
+        self.jobs = jobs
+        self.pid = -1
+        self.todo: queue.SimpleQueue[tuple[str, dict[Any, Any]]] = queue.SimpleQueue()
+
+    def submit(self, job_id: str, raw: dict[Any, Any]) -> None:
+        """Persist this final job soon (a thread is started in each process that submits)."""
+        if self.pid != os.getpid():  # first use, or a forked child: threads do not survive a fork
+            self.pid, self.todo = os.getpid(), queue.SimpleQueue()
+            threading.Thread(target=self._run, name="persist", daemon=True).start()
+        self.todo.put((job_id, raw))
+
+    def _run(self) -> None:
+        while True:
+            job_id, raw = self.todo.get()
+            try:
+                self.jobs.persist(job_id, raw)
+            except Exception:  # noqa: BLE001 - it stays in the persist set; the reaper tries again
+                log.warning("could not write the record of job %s to the store yet", job_id)
+
+    def drain(self, timeout: float = 10.0) -> None:
+        """Wait until what was submitted so far is written (a stopping worker calls it)."""
+        deadline = time.monotonic() + timeout
+        while not self.todo.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
 
 __all__ = ["FINAL_STATES", "Claim", "Jobs", "Sender", "Signals", "attempt_folder"]
