@@ -17,8 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench.harness import Figure, Load, drive
-from bench.queue import ENV, bigmodel_caller
-from bench.support import running_stack
+from bench.queue import bigmodel_caller, job_stack
 
 CONNECTIONS = 64
 JOBS = 60  # finished jobs in the store: more than a listing page
@@ -61,7 +60,7 @@ def run(quick: bool) -> list[Figure]:
     """Requests/s, p50/p99 and errors of the two reads at 64 connections."""
     seconds = 2.0 if quick else 15.0
     jobs = 12 if quick else JOBS
-    with running_stack(ENV, cpu_workers=1, api_workers=2) as stack:
+    with job_stack(cpu_workers=1) as stack:
         drive(bigmodel_caller(stack.url), 8, total=jobs)
         conn = http.client.HTTPConnection(stack.url.removeprefix("http://").split(":")[0],
                                           stack.port, timeout=30)

@@ -29,9 +29,8 @@ import redis
 from celery import Celery
 
 from bench.harness import Figure, Load, drive
-from bench.support import running_stack
 from bigmodel.client import Client
-from tests.services import Stack
+from tests.services import RedisServer, Stack
 
 PROCESSES = 2  # bigmodel cpu-pool processes, and the raw Celery worker's -c
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,11 +48,32 @@ def celery_client(redis_url: str) -> Celery:
 
 
 @contextlib.contextmanager
-def environment(root: Path) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
+def job_stack(cpu_workers: int = PROCESSES, api_args: tuple[str, ...] = ()) -> Iterator[Stack]:
+    """A private Redis, the API as `bigmodel up` runs it (gunicorn's defaults there, no access log) and
+    a cpu pool of `cpu_workers` processes; everything stopped afterwards."""
+    if not RedisServer.available():
+        raise RuntimeError("the benchmarks need redis-server on PATH")
+    with tempfile.TemporaryDirectory(prefix="bm-bench-") as tmp:
+        server = RedisServer(Path(tmp) / "redis")
+        server.start()
+        # The submission rate limit stays on (its counting is part of a submission's cost), raised
+        # past what the benchmark submits in a minute.
+        stack = Stack(server, Path(tmp) / "store", env=ENV)
+        try:
+            stack.spawn("api", "--port", str(stack.port), "--quiet", *api_args, log="api.log")
+            stack.spawn("worker", "--pool", "cpu", "--concurrency", str(cpu_workers), "--loglevel", "WARNING",
+                        log="worker.log")
+            stack.wait_ready(("cpu",), timeout=180)
+            yield stack
+        finally:
+            stack.stop()
+            server.stop()
+
+
+@contextlib.contextmanager
+def environment(root: Path, api_args: tuple[str, ...] = ()) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
     """A private Redis with the API, the cpu pool and a raw Celery worker of the same size on it."""
-    # The submission rate limit stays on (its counting is part of a submission's cost), raised past
-    # what the benchmark submits in a minute.
-    with running_stack(ENV, cpu_workers=PROCESSES, api_workers=2) as stack:
+    with job_stack(api_args=api_args) as stack:
         celery = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "bench.inference_tasks", "worker", "-c", str(PROCESSES),
              "-P", "prefork", "-Q", QUEUE, "--without-gossip", "--without-mingle", "--without-heartbeat",
