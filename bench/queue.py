@@ -29,6 +29,7 @@ import redis
 from celery import Celery
 
 from bench.harness import Figure, Load, drive
+from bench.support import process_tree
 from bigmodel.client import Client
 from tests.services import RedisServer, Stack
 
@@ -71,7 +72,8 @@ def job_stack(cpu_workers: int = PROCESSES, api_args: tuple[str, ...] = ()) -> I
 
 
 @contextlib.contextmanager
-def environment(root: Path, api_args: tuple[str, ...] = ()) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
+def environment(root: Path,
+                api_args: tuple[str, ...] = ()) -> Iterator[tuple[Stack, subprocess.Popen[bytes]]]:
     """A private Redis with the API, the cpu pool and a raw Celery worker of the same size on it."""
     with job_stack(api_args=api_args) as stack:
         celery = subprocess.Popen(
@@ -122,23 +124,50 @@ def commands(client: redis.Redis) -> int:
     return sum(int(v["calls"]) for v in stats.values())
 
 
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds of these processes, with their children that have ended (recycled pool processes)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Meters:
+    """CPU seconds by part (each process group as it is now) and Redis commands, read between slices."""
+
+    def __init__(self, client: redis.Redis, groups: dict[str, Callable[[], list[int]]]) -> None:
+        self.client, self.groups = client, groups
+
+    def read(self) -> dict[str, float]:
+        """Every part's CPU seconds so far, this process's own ('client'), and Redis's commands."""
+        own = os.times()
+        return {**{name: _cpu(pids()) for name, pids in self.groups.items()},
+                "client": own.user + own.system, "commands": float(commands(self.client))}
+
+
 def interleaved(sides: dict[str, Callable[[int], Any]], clients: int, total: int, rounds: int,
-                client: redis.Redis) -> tuple[dict[str, Load], dict[str, float]]:
-    """`total` calls of each side at `clients` clients, in `rounds` slices taken in turn; also each
-    side's Redis commands per call."""
+                meters: Meters) -> tuple[dict[str, Load], dict[str, dict[str, float]]]:
+    """`total` calls of each side at `clients` clients, in `rounds` slices taken in turn; also what each
+    side spent per call: CPU milliseconds by part and Redis commands."""
     parts: dict[str, list[Load]] = {name: [] for name in sides}
-    spent = dict.fromkeys(sides, 0)
+    spent: dict[str, dict[str, float]] = {name: {} for name in sides}
     per_round = max(clients, total // rounds)
     for _ in range(rounds):
         for name, call in sides.items():
-            before = commands(client)
+            before = meters.read()
             parts[name].append(drive(call, clients, total=per_round))
-            spent[name] += commands(client) - before
+            for key, value in meters.read().items():
+                spent[name][key] = spent[name].get(key, 0.0) + value - before[key]
     loads = {name: Load([t for p in ps for t in p.latencies], sum(p.errors for p in ps),
                         sum(p.seconds for p in ps), [e for p in ps for e in p.error_samples][:5])
              for name, ps in parts.items()}
-    calls = {name: len(load.latencies) + load.errors for name, load in loads.items()}
-    return loads, {name: spent[name] / calls[name] if calls[name] else 0.0 for name in sides}
+    per_call = {}
+    for name, load in loads.items():
+        calls = max(1, len(load.latencies) + load.errors)
+        per_call[name] = {k: v / calls * (1 if k == "commands" else 1000) for k, v in spent[name].items()}
+    return loads, per_call
 
 
 def _errors(load: Load) -> str:
@@ -150,16 +179,29 @@ def run(quick: bool) -> list[Figure]:
     total = 40 if quick else 2000
     single = 10 if quick else 200
     rounds = 1 if quick else 4
-    with tempfile.TemporaryDirectory(prefix="bm-bench-queue-") as tmp, environment(Path(tmp)) as (stack, _):
-        r = stack.redis.client()
+    with tempfile.TemporaryDirectory(prefix="bm-bench-queue-") as tmp, \
+            environment(Path(tmp)) as (stack, celery):
         app = celery_client(stack.redis.url)
         sides = {"bigmodel": bigmodel_caller(stack.url), "celery": celery_caller(app)}
+        api, pool = stack.procs[0].pid, stack.procs[1].pid
+        server = stack.redis.proc.pid if stack.redis.proc else 0
+        meters = Meters(stack.redis.client(), {
+            "api": lambda: process_tree([api]), "pool": lambda: process_tree([pool]),
+            "celery": lambda: process_tree([celery.pid]), "redis": lambda: [server]})
         for call in sides.values():  # workers up and warm, connections open
             drive(call, 16, total=32)
-        c1, _ = interleaved(sides, 1, single, rounds, r)
-        c16, per_job = interleaved(sides, 16, total, rounds, r)
+        c1, _ = interleaved(sides, 1, single, rounds, meters)
+        c16, per_job = interleaved(sides, 16, total, rounds, meters)
         app.close()
     bm1, ce1, bm16, ce16 = c1["bigmodel"], c1["celery"], c16["bigmodel"], c16["celery"]
+    own = {"bigmodel": ("api", "pool", "redis", "client"), "celery": ("celery", "redis", "client")}
+
+    def cpu(side: str) -> float:
+        return sum(per_job[side][k] for k in own[side])
+
+    def parts(side: str) -> str:
+        return ", ".join(f"{k} {per_job[side][k]:.2f}" for k in own[side])
+
     note = f"{PROCESSES} worker processes each side; "
     throughput = Figure("queue.target.c16_throughput", "jobs/s", bm16.rate, ce16.rate, 0.5,
                         note=note + f"{total} ping jobs by 16 clients (?wait= long poll) against "
@@ -180,9 +222,13 @@ def run(quick: bool) -> list[Figure]:
         Figure("queue.celery_c16.p50", "ms", ce16.p50),
         Figure("queue.celery_c16.p99", "ms", ce16.pct(99)),
         Figure("queue.celery_c1.p50", "ms", ce1.p50),
-        Figure("queue.redis_commands_per_job", "commands", per_job["bigmodel"], per_job["celery"],
+        Figure("queue.redis_commands_per_job", "commands", per_job["bigmodel"]["commands"],
+               per_job["celery"]["commands"],
                note="Redis commands per job at 16 clients (INFO commandstats, inside Lua scripts "
                "included, idle polling of the period included); baseline: per Celery no-op"),
+        Figure("queue.cpu_ms_per_job", "ms", cpu("bigmodel"), cpu("celery"),
+               note=f"CPU per job at 16 clients, every process of each side: bigmodel {parts('bigmodel')}; "
+               f"Celery {parts('celery')}"),
         throughput,
         latency,
     ]
