@@ -113,6 +113,13 @@ class HandOver(JobInterrupted):
     code = "handed_over"
 
 
+class FannedOut(JobInterrupted):
+    """Raised by a running job that handed its work to child jobs: it runs again when they have ended."""
+
+    title = "Job fanned out"
+    code = "fanned_out"
+
+
 class Superseded(JobInterrupted):
     """Raised inside a running job whose attempt is no longer current: it must commit nothing."""
 
@@ -148,6 +155,15 @@ class RedisUnavailable(ServiceUnavailable):
     """Redis (the job database and broker) does not answer."""
 
     title = "Redis unavailable"
+
+
+class QuotaExceeded(BigModelError):
+    """A tenant holds as many queued jobs as it may; it may submit again once some of them ran."""
+
+    status = 429
+    title = "Quota exceeded"
+    code = "quota_exceeded"
+    retryable = True
 
 
 class AnswerTimeout(BigModelError):
