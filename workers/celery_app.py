@@ -80,6 +80,9 @@ def job_sender(app: Celery) -> Callable[[dict[str, Any]], None]:
             exchange="",
             priority=priority_to_broker(record["priority"]),
             soft_time_limit=limits.get("soft"), time_limit=limits.get("hard"),
+            # The record is the result: without this, each send SUBSCRIBEs to the task's result
+            # channel and UNSUBSCRIBEs again (two Redis round trips and a pub/sub connection per job).
+            ignore_result=True,
             retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         )
 

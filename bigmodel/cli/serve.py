@@ -147,7 +147,8 @@ def _refuse_open_bind(host: str, settings: Settings) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", "http_workers", default=2, show_default=True, type=int)
-@click.option("--threads", default=16, show_default=True, type=int)
+@click.option("--threads", default=64, show_default=True, type=int,
+              help="threads per process: each long poll (?wait=) or event stream holds one while it waits")
 @click.option("--quiet", is_flag=True, help="log only warnings (no access log)")
 def api(host: str, port: int, http_workers: int, threads: int, quiet: bool) -> None:
     """Run the HTTP API under gunicorn."""

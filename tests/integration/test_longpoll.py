@@ -4,6 +4,7 @@ request sees the change), and an unfinished one answers with its current record 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -67,3 +68,25 @@ def test_waiting_on_a_job_that_is_not_there_is_a_404(stack) -> None:
     for job_id in ("f" * 32, "../../x", "bm:workers"):
         r = requests.get(f"{stack.url}/v1/jobs/{job_id}", params={"wait": 1}, timeout=10)
         assert r.status_code == 404, job_id
+
+
+def test_long_polls_leave_threads_for_other_requests(stack) -> None:
+    # Each waiting client holds one of the API's threads. 48 of them (more than the 2 x 16 threads the
+    # API once had) and 8 requests that answer at once fit in either process's threads together, so
+    # however the connections are spread over the processes, none of the 8 waits for a long poll.
+    job = submit(stack.url, {"type": "ping", "params": {"sleep": 6, "steps": 6}}).json()["id"]
+    running(stack.url, job)
+
+    def health() -> float:
+        start = time.monotonic()
+        assert requests.get(f"{stack.url}/healthz", timeout=30).status_code == 200
+        return time.monotonic() - start
+
+    with ThreadPoolExecutor(56) as pool:
+        polls = [pool.submit(requests.get, f"{stack.url}/v1/jobs/{job}", params={"wait": 30}, timeout=60)
+                 for _ in range(48)]
+        time.sleep(1.0)  # the polls are in
+        took = max(pool.map(lambda _: health(), range(8)))
+        assert took < 2.0, f"/healthz waited {took:.1f} s behind the long polls"
+        assert not any(p.done() for p in polls), "the job ended before the check: it proves nothing"
+        assert all(p.result().json()["state"] == "succeeded" for p in polls)
