@@ -214,7 +214,7 @@ def _resolved(base: SweepBase | None, values_by_key: dict[str, list[Any]], what:
     """Each key's params path; every value a trial can take must make valid params of the base job."""
     if base is None:  # the base is invalid: its own error says why
         return {key: key for key in values_by_key}
-    schema, paths = SWEEPABLE[base.type], {}
+    schema, paths = SWEEPABLE[base.type], dict[str, str]()
     for key, values in values_by_key.items():
         path = sweep_path(base.type, key)
         if path in paths.values():

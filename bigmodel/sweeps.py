@@ -126,8 +126,39 @@ def best(trials: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any]
     for trial in trials:
         v = (trial.get("metrics") or {}).get(metric)
         if trial.get("state") == "succeeded" and _finite(v):
-            scored.append((float(v), trial))
+            scored.append((float(v), trial))  # type: ignore[arg-type]
     if not scored:
         return None
     pick = min if mode == "min" else max
     return pick(scored, key=lambda pair: pair[0])[1]  # min/max keep the first of equal values
+
+
+def _scalars(values: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if _finite(v)}
+
+
+def trial(index: int, overrides: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """What the sweep records of one trial: its overrides, its job, how it ended, its metrics and version.
+
+    Metrics: the last epoch of the training history (loss, val_loss, ...) overlaid with the trained
+    model's metrics on the validation split (a pipeline's train stage: its test split is not looked at).
+    """
+    result = child.get("result") or {}
+    trained = result.get("train", result) if child.get("type") == "pipeline" else result
+    history = {k: v[-1] for k, v in (trained.get("history") or {}).items() if isinstance(v, list) and v}
+    return {"index": index, "overrides": overrides, "job": child.get("id"), "state": child.get("state"),
+            "metrics": _scalars({**history, **(trained.get("metrics") or {})}),
+            "model": trained.get("model"), "version": trained.get("version"), "error": child.get("error")}
+
+
+def summary(params: dict[str, Any], children: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sweep's result from its children's final records (the best is None when no trial qualifies)."""
+    trials = [trial(i, o, c) for i, (o, c) in enumerate(zip(trials_of(params), children, strict=True))]
+    metric = params.get("metric") or default_metric(trials)
+    mode = params.get("mode") or default_mode(metric)
+    pick = best(trials, metric, mode)
+    succeeded = sum(t["state"] == "succeeded" for t in trials)
+    return {"trials": trials, "metric": metric, "mode": mode, "succeeded": succeeded,
+            "failed": len(trials) - succeeded,
+            "best": pick and {k: pick[k] for k in ("index", "job", "overrides", "model", "version")}
+            | {"value": pick["metrics"][metric], "metrics": pick["metrics"]}}

@@ -8,7 +8,6 @@ recorded; only a sweep with no succeeded trial (with the metric) fails.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from bigmodel import sweeps
@@ -25,43 +24,11 @@ def children_of(job: dict[str, Any], params: dict[str, Any]) -> list[dict[str, A
             for overrides in sweeps.trials_of(params)]
 
 
-def _scalars(values: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items()
-            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)}
-
-
-def trial(index: int, overrides: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
-    """What the sweep records of one trial: its overrides, its job, how it ended, its metrics and version.
-
-    Metrics: the last epoch of the training history (loss, val_loss, ...) overlaid with the trained
-    model's metrics on the validation split (a pipeline's train stage: its test split is not looked at).
-    """
-    result = child.get("result") or {}
-    trained = result.get("train", result) if child.get("type") == "pipeline" else result
-    history = {k: v[-1] for k, v in (trained.get("history") or {}).items() if isinstance(v, list) and v}
-    return {"index": index, "overrides": overrides, "job": child.get("id"), "state": child.get("state"),
-            "metrics": _scalars({**history, **(trained.get("metrics") or {})}),
-            "model": trained.get("model"), "version": trained.get("version"), "error": child.get("error")}
-
-
-def summary(params: dict[str, Any], children: list[dict[str, Any]]) -> dict[str, Any]:
-    """The sweep's result from its children's final records (the best is None when no trial qualifies)."""
-    trials = [trial(i, o, c) for i, (o, c) in enumerate(zip(sweeps.trials_of(params), children, strict=True))]
-    metric = params.get("metric") or sweeps.default_metric(trials)
-    mode = params.get("mode") or sweeps.default_mode(metric)
-    best = sweeps.best(trials, metric, mode)
-    succeeded = sum(t["state"] == "succeeded" for t in trials)
-    return {"trials": trials, "metric": metric, "mode": mode, "succeeded": succeeded,
-            "failed": len(trials) - succeeded,
-            "best": best and {k: best[k] for k in ("index", "job", "overrides", "model", "version")}
-            | {"value": best["metrics"][metric], "metrics": best["metrics"]}}
-
-
 def run(ctx: JobContext) -> dict[str, Any]:
     """Job entry point: fan out on the first run; record, rank and register on the second."""
     if ctx.children is None:
         ctx.fan_out(children_of(ctx.job, ctx.params))  # raises: this process is released here
-    out = summary(ctx.params, ctx.children)
+    out = sweeps.summary(ctx.params, ctx.children)
     best = out["best"]
     if best is None:
         raise TrialsFailed(f"no trial of {len(out['trials'])} succeeded with metric {out['metric']!r}: "
