@@ -9,7 +9,8 @@ import pytest
 from bigmodel import sweeps
 from bigmodel.errors import ValidationFailed
 from bigmodel.jobs.jobtypes import validate_params
-from bigmodel.runners.sweep import children_of, summary
+from bigmodel.runners.sweep import children_of
+from bigmodel.sweeps import summary
 
 DATASET = "a" * 64
 TRAIN: dict[str, Any] = {"dataset": DATASET, "model": {"name": "m", "hidden": [8]}, "epochs": 2}
