@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from bigmodel.sweeps import default_mode
+from tests.integration.test_dashboard import Browser, chromium  # noqa: F401 - chromium: a fixture
 from tests.integration.test_jobs_http import submit, wait_for
 from tests.integration.test_ml_pipeline_http import separable_csv
 from tests.services import RedisServer, Stack
@@ -140,3 +141,31 @@ def test_cancelling_a_sweep_cancels_its_trials(one: Stack, processed: str) -> No
     for child in children:
         ended = wait_for(one.url, child["id"], timeout=60)
         assert ended["state"] == "cancelled", ended
+
+
+@pytest.fixture
+def browser(chromium) -> Iterator[Browser]:  # type: ignore[no-untyped-def]  # noqa: F811
+    context = chromium.new_context(viewport={"width": 1280, "height": 860})
+    yield Browser(context.new_page())
+    context.close()
+
+
+def test_the_job_page_lists_the_trials_while_they_run_and_once_ranked(one: Stack, processed: str,
+                                                                       browser: Browser) -> None:
+    params = {"train": train(processed, "paged", epochs=30, batch_size=8),
+              "grid": {"learning_rate": [0.01, 0.002]}}
+    sweep_id = submit(one.url, {"type": "sweep", "params": params}).json()["id"]
+    browser.page.goto(f"{one.url}/#/jobs/{sweep_id}", wait_until="domcontentloaded")
+    # While the trials run: a row per child job, with its state and the value it tries
+    browser.page.wait_for_selector("#trials tr[data-job]", timeout=60_000)
+    assert "learning_rate" in browser.page.inner_text("#trials thead").lower()
+    record = wait_for(one.url, sweep_id, timeout=120)
+    assert record["state"] == "succeeded", record["error"]
+    # Once ranked: every trial with its metric, the best marked, and the alias named
+    browser.page.wait_for_selector("#trials tr.best", timeout=30_000)
+    assert browser.page.locator("#trials tbody tr").count() == 2
+    best = record["result"]["best"]
+    assert browser.page.get_attribute("#trials tr.best", "data-trial") == str(best["index"])
+    assert f"best-{sweep_id}" in browser.page.inner_text("#trials-summary")
+    browser.shot("sweep")
+    browser.check_clean(one.url)
