@@ -31,8 +31,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     out = sweeps.summary(ctx.params, ctx.children)
     best = out["best"]
     if best is None:
-        raise TrialsFailed(f"no trial of {len(out['trials'])} succeeded with metric {out['metric']!r}: "
-                           f"{out['failed']} failed")
+        raise TrialsFailed(_why_none(out))
     alias = f"best-{ctx.job_id}"
     ctx.ensure_current()  # fencing: a superseded attempt moves no alias
     reg = registry(ctx)
@@ -42,3 +41,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
     ctx.progress("trials", len(out["trials"]), len(out["trials"]),
                  metrics={"done": len(out["trials"]), "failed": out["failed"], "total": len(out["trials"])})
     return out
+
+
+def _why_none(out: dict[str, Any]) -> str:
+    """Why a sweep has no best trial: its trials failed (the first one's error), or none has the metric."""
+    total, errors = len(out["trials"]), [t["error"] for t in out["trials"] if t["error"]]
+    if out["failed"] == total:
+        first = f"; the first: {errors[0]['type']}: {errors[0]['message']}" if errors else ""
+        return f"{total} of {total} trials failed{first}"
+    reported = sorted({k for t in out["trials"] if t["state"] == "succeeded" for k in t["metrics"]})
+    return (f"no succeeded trial reports the metric {out['metric']!r} ({out['failed']} of {total} failed); "
+            f"they report: {', '.join(reported)}")

@@ -114,9 +114,19 @@ def test_a_sweep_whose_trials_all_fail_fails(one: Stack, processed: str) -> None
     grid = {"model.activation": ["no_such_activation", "nor_this_one"]}
     record = sweep(one.url, {"train": train(processed, "none"), "grid": grid})
     assert record["state"] == "failed" and record["error"]["type"] == "trials_failed", record["error"]
-    assert "2 failed" in record["error"]["message"]
+    message = record["error"]["message"]
+    assert message.startswith("2 of 2 trials failed; the first: invalid_input")
+    assert "no_such_activation" in message
     for child in record["children"]:
         assert requests.get(f"{one.url}/v1/jobs/{child}", timeout=10).json()["state"] == "failed"
+
+
+def test_a_metric_no_trial_reports_fails_the_sweep_naming_what_they_report(one: Stack,
+                                                                            processed: str) -> None:
+    params = {"train": train(processed, "unranked"), "grid": {"seed": [1]}, "metric": "val_auc"}
+    record = sweep(one.url, params)
+    assert record["state"] == "failed" and record["error"]["type"] == "trials_failed", record["error"]
+    assert "'val_auc'" in record["error"]["message"] and "val_loss" in record["error"]["message"]
 
 
 def test_cancelling_a_sweep_cancels_its_trials(one: Stack, processed: str) -> None:
