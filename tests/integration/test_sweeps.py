@@ -95,6 +95,16 @@ def test_a_grid_trains_every_trial_and_registers_the_best(one: Stack, processed:
     assert all(t["job"][:12] in shown.stdout for t in trials)
 
 
+def test_two_sweeps_at_once_both_finish_on_one_process(one: Stack, processed: str) -> None:
+    # Neither waiting sweep holds the process (nor the tenant's slot on its queue) its trials need
+    bodies = [{"type": "sweep", "params": {"train": train(processed, f"both{i}", epochs=1),
+                                           "grid": {"seed": [1, 2]}}} for i in range(2)]
+    ids = [submit(one.url, body).json()["id"] for body in bodies]
+    for sweep_id in ids:
+        record = wait_for(one.url, sweep_id, timeout=180)
+        assert record["state"] == "succeeded" and record["result"]["succeeded"] == 2, record["error"]
+
+
 def test_a_failed_trial_is_recorded_and_the_sweep_still_succeeds(one: Stack, processed: str) -> None:
     # Given a grid whose second value passes validation but fails in training (no such activation)
     grid = {"model.activation": ["relu", "no_such_activation"]}
