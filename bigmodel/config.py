@@ -225,7 +225,7 @@ class Settings:
 
 def _serving_settings(env: Mapping[str, str]) -> dict[str, Any]:
     """The online-inference and thread knobs, checked."""
-    out = {
+    out: dict[str, Any] = {
         "infer_timeout": _float(env, "BIGMODEL_INFER_TIMEOUT", 30.0),
         "infer_max_batch": _int(env, "BIGMODEL_INFER_MAX_BATCH", 64),
         "infer_max_wait_ms": _float(env, "BIGMODEL_INFER_MAX_WAIT_MS", 2.0),
