@@ -153,6 +153,10 @@ def test_cancelling_a_sweep_cancels_its_trials(one: Stack, processed: str) -> No
             break
         time.sleep(0.3)
     assert len(children) == 3 and any(c["state"] == "running" for c in children), children
+    # Its progress is trials done / total, and it holds no worker process while they run
+    assert record["state"] == "running" and record["worker"] is None
+    assert (record["progress"]["stage"], record["progress"]["current"], record["progress"]["total"]) == \
+        ("children", 0, 3)
     # When the sweep is cancelled
     assert requests.post(f"{one.url}/v1/jobs/{sweep_id}/cancel", timeout=10).status_code == 202
     # Then it ends cancelled, and so does every trial (the running one at its next batch)
