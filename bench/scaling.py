@@ -53,11 +53,12 @@ class Pool:
         assert record["result"]["succeeded"] == trials, record["result"]
         return record
 
-    def busy_cores(self, record: dict[str, Any]) -> float:
-        """CPU seconds per wall second of the sweep's trials: how many cores one trial kept busy."""
+    def trial_usage(self, record: dict[str, Any]) -> str:
+        """CPU seconds of a trial and the cores it kept busy (CPU per wall second), from the trials' usage."""
         usage = [requests.get(f"{self.url}/v1/jobs/{child}", timeout=30).json()["usage"]
                  for child in record["children"]]
-        return sum(u["cpu_seconds"] for u in usage) / max(1e-9, sum(u["wall_seconds"] for u in usage))
+        cpu, wall = sum(u["cpu_seconds"] for u in usage), sum(u["wall_seconds"] for u in usage)
+        return f"{cpu / len(usage):.1f} CPU s a trial, {cpu / max(1e-9, wall):.2f} cores busy"
 
 
 def run(quick: bool) -> list[Figure]:
@@ -66,7 +67,7 @@ def run(quick: bool) -> list[Figure]:
     rows, features, trials, epochs = (200, 4, 2, 1) if quick else (4_000, 10, 8, 8)
     rounds = 1 if quick else ROUNDS
     seconds: dict[int, list[float]] = {1: [], 2: []}
-    busy: dict[int, float] = {}
+    busy: dict[int, list[str]] = {1: [], 2: []}
     loads: list[float] = []
     with contextlib.ExitStack() as stacks:
         pools = {n: Pool(stacks.enter_context(running_stack(cpu_workers=n)).url, n, rows, features)
@@ -79,7 +80,7 @@ def run(quick: bool) -> list[Figure]:
                 loads.append(os.getloadavg()[0])
                 record = pool.sweep(trials, epochs)
                 seconds[n].append(span(record))
-                busy[n] = pool.busy_cores(record)
+                busy[n].append(pool.trial_usage(record))
     one, two = min(seconds[1]), min(seconds[2])
     print(f"   sweep of {trials} trainings: 1 process {one:.1f} s, 2 processes {two:.1f} s: "
           f"speed-up {one / two:.2f}x on {cores()} cores", flush=True)
@@ -89,10 +90,9 @@ def run(quick: bool) -> list[Figure]:
 
     note = (f"{trials} trials of {rows:,} x {features} rows, Dense 32-16, {epochs} epochs, batch 32; "
             f"sweep created -> finished, best of {rounds}: "
-            f"1 process x {cores()} threads {listed(seconds[1])} s "
-            f"(a trial kept {busy[1]:.2f} cores busy), 2 processes x {max(1, cores() // 2)} thread(s) "
-            f"{listed(seconds[2])} s ({busy[2]:.2f} cores each); load average before each run "
-            f"{listed(loads)}")
+            f"1 process x {cores()} threads {listed(seconds[1])} s ({'; '.join(busy[1])}), "
+            f"2 processes x {max(1, cores() // 2)} thread(s) {listed(seconds[2])} s ({'; '.join(busy[2])}); "
+            f"load average before each run {listed(loads)}")
     # Throughput (trials per second), so that "at least" reads as "faster".
     return [Figure("scaling.sweep_2_vs_1_process", "trials/s", trials / two, baseline=trials / one,
                    target=None if quick else TARGET, note=note)]
