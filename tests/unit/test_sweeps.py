@@ -153,3 +153,14 @@ def test_each_trial_becomes_a_child_of_the_base_type_with_the_sweeps_priority() 
     assert all(k["type"] == "pipeline" and k["priority"] == 7 for k in kids)
     for kid in kids:
         validate_params(kid["type"], kid["params"])
+
+
+def test_the_cli_trials_table_stars_the_best_and_shows_each_trials_values() -> None:
+    from bigmodel.cli.output import trial_headers, trial_row
+
+    params = validate_params("sweep", {"train": TRAIN, "grid": {"learning_rate": [0.1, 0.01]}})
+    out = summary(params, [child(0, "succeeded", 0.4), child(1, "failed")])
+    assert trial_headers(out["metric"])[3] == "VAL_LOSS"
+    best, failed = (trial_row(t, out["metric"], out["best"]["index"]) for t in out["trials"])
+    assert best == ["0 *", "succeeded", "learning_rate=0.1", "0.4", "m v1", "c0", ""]
+    assert failed == ["1", "failed", "learning_rate=0.01", "", "", "c1", "internal_error: boom"]
