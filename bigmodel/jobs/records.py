@@ -146,7 +146,7 @@ class Jobs:
             return self.get(text(existing_id), tenant), False
         return record, True
 
-    def publish(self, job_id: str) -> bool:
+    def publish(self, job_id: str, record: dict[str, Any] | None = None) -> bool:
         """Put a queued job's message on its queue and mark it published; False if it could not be sent.
 
         A job left unpublished (the broker refused, this process died) is published by the reaper
@@ -155,7 +155,7 @@ class Jobs:
         if self.send is None:
             raise RuntimeError("this Jobs has no sender: it cannot publish")
         try:
-            record = self.get(job_id)
+            record = record or self.get(job_id)  # a caller that just wrote the record saves a read
             if self.admit(record) != "send":
                 return False  # not queued, or waiting in its tenant's line (admit_next publishes it)
             self.send(record)
@@ -261,8 +261,9 @@ class Jobs:
         keys = [self.key(job_id), self.events_key(job_id), self.deadlines_key]
         args = [job_id, worker, int(self.lease_seconds * 1000), now_iso(), token, self.event_limit]
         answer: Any = retry_transient(lambda: self._run("CLAIM", keys, args), what=f"claim {job_id}")
-        outcome, attempt = answer
-        return Claim(text(outcome), int(attempt or 0))
+        outcome, attempt, *flat = answer
+        record = decode(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
+        return Claim(text(outcome), int(attempt or 0), record)
 
     def renew(self, job_id: str, attempt: int) -> bool:
         """Extend the lease of this attempt; False when it is no longer the job's current attempt."""
@@ -456,10 +457,11 @@ class Jobs:
         # The one place where a job is known to have just become final: exactly once per job, by
         # whoever's script made it final (a metric counted here counts each job once; `persist`
         # may run again for the same job when the reaper retries a failed store write).
-        record = decode(self.r.hgetall(self.key(job_id)))
+        raw = self.r.hgetall(self.key(job_id))
+        record = decode(raw)
         if record.get("id"):
             self.metrics.job_ended(record)
-        self.persist(job_id)
+        self.persist(job_id, raw)
         if record.get("tenant") and record.get("queue"):
             self.admit_next(record["tenant"], record["queue"])  # its slot goes to the next in its line
         if record.get("parent") and self.send is not None:
@@ -477,13 +479,13 @@ class Jobs:
             if outcome == "cancelled-now":
                 self._became_final(child)
 
-    def persist(self, job_id: str) -> bool:
+    def persist(self, job_id: str, raw: dict[Any, Any] | None = None) -> bool:
         """Write a final job's record and events to the store and drop the superseded attempts' files.
 
         A job that could not be written stays in the persist set, where the reaper finds it again.
-        True when written.
+        True when written. `raw` is the job's hash when the caller just read it.
         """
-        raw = self.r.hgetall(self.key(job_id))
+        raw = raw if raw is not None else self.r.hgetall(self.key(job_id))
         if not raw or text(raw.get(b"state", b"")) not in FINAL_STATES or self.archive is None:
             self.r.zrem(self.persist_key, job_id)
             return False

@@ -229,7 +229,8 @@ return 1
 
 # Take a queued job: a new attempt with a lease. A retried claim (same token) answers the same.
 # KEYS: job, events, deadlines; ARGV: id, worker, lease ms, now (RFC 3339), token, max events
-# Returns {outcome, attempt}: 'claimed' | 'held' (another attempt runs it) | 'missing' | a final state
+# Returns {outcome, attempt, the record's fields and values... (when claimed)}:
+# outcome 'claimed' | 'held' (another attempt runs it) | 'missing' | a final state
 CLAIM = PRELUDE + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', 0} end
@@ -252,7 +253,9 @@ if limits and limits['hard'] then
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
 event(KEYS[2], 'state', ARGV[4], {state='running', worker=ARGV[2], attempt=attempt}, ARGV[6])
-return {'claimed', attempt}
+local out = {'claimed', attempt}
+for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = v end  -- the record: no second read
+return out
 """
 
 # Extend the lease of the current attempt (even one that lapsed, if nobody acted on it yet).
