@@ -95,6 +95,26 @@ def test_a_grid_trains_every_trial_and_registers_the_best(one: Stack, processed:
     assert all(t["job"][:12] in shown.stdout for t in trials)
 
 
+def test_a_pipeline_sweep_ranks_its_trials_and_registers_the_best(one: Stack) -> None:
+    payload, _ = separable_csv(200, seed=5)
+    raw = requests.post(f"{one.url}/v1/datasets", files={"file": ("p.csv", payload)}, timeout=30).json()["id"]
+    base = {"dataset": raw, "preprocess": {"label": "label"},
+            "train": {"model": {"name": "piped", "hidden": [4]}, "epochs": 2}}
+    record = sweep(one.url, {"base": {"type": "pipeline", "params": base},
+                             "grid": {"learning_rate": [0.05, 0.001]}, "metric": "accuracy"})
+    assert record["state"] == "succeeded", record["error"]
+    result = record["result"]
+    assert record["params"]["grid"] == {"train.learning_rate": [0.05, 0.001]}
+    assert result["mode"] == "max" and result["succeeded"] == 2
+    best = max(result["trials"], key=lambda t: t["metrics"]["accuracy"])
+    assert result["best"]["index"] == best["index"]
+    aliases = requests.get(f"{one.url}/v1/models/piped", timeout=10).json()["aliases"]
+    assert aliases[f"best-{record['id']}"] == best["version"]
+    child = requests.get(f"{one.url}/v1/jobs/{best['job']}", timeout=10).json()
+    assert child["type"] == "pipeline" and child["params"]["train"]["learning_rate"] == best["overrides"][
+        "train.learning_rate"]
+
+
 def test_two_sweeps_at_once_both_finish_on_one_process(one: Stack, processed: str) -> None:
     # Neither waiting sweep holds the process (nor the tenant's slot on its queue) its trials need
     bodies = [{"type": "sweep", "params": {"train": train(processed, f"both{i}", epochs=1),
