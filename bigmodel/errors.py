@@ -142,6 +142,13 @@ class TimeLimitExceeded(BigModelError):
     code = "time_limit"
 
 
+class TrialsFailed(BigModelError):
+    """No trial of a sweep succeeded with the metric it ranks by (each trial's error is in the result)."""
+
+    title = "Every trial failed"
+    code = "trials_failed"
+
+
 class ServiceUnavailable(BigModelError):
     """A dependency (Redis, the queue, a serving process) does not answer; try again later."""
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from bigmodel import sweeps
 from bigmodel.errors import ConfigError, ValidationFailed
 
 Loc = tuple[str | int, ...]
@@ -33,7 +34,8 @@ BOUNDS: Mapping[str, Bound] = {b.field: b for b in (
     Bound("ping_sleep", "BIGMODEL_MAX_PING_SLEEP", "seconds a ping job sleeps"),
     Bound("inline_rows", "BIGMODEL_MAX_INLINE_ROWS",
           "rows sent in a request: a predict job's instances, an online inference request"),
-    Bound("sweep_trials", "BIGMODEL_MAX_SWEEP_TRIALS", "combinations in a sweep's grid"),
+    Bound("sweep_trials", "BIGMODEL_MAX_SWEEP_TRIALS",
+          "trials of a sweep (its grid's combinations, or its random sample)"),
     Bound("body_bytes", "BIGMODEL_MAX_BODY_BYTES", "bytes in a request body other than a dataset upload"),
     Bound("json_bytes", "BIGMODEL_MAX_JSON_BYTES",
           "bytes in a JSON body of the job and model routes (a job's params are kept in Redis)"),
@@ -151,29 +153,28 @@ def _pipeline(limits: Limits, params: Mapping[str, Any]) -> Iterator[dict[str, A
     yield from _train(limits, params.get("train") or {}, ("train",))
 
 
-def sweep_trials(grid: Mapping[str, Any]) -> int:
-    """How many trainings a sweep's grid asks for: the product of its value lists' lengths."""
-    return math.prod(len(values) if isinstance(values, list) else 1 for values in grid.values())
-
-
 def _sweep(limits: Limits, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """The grid's size, the base train params, and every value the grid puts into them.
-
-    The sweep job type is not built yet: this is its check, ready for the params API.md gives it
-    ({"train": {...}, "grid": {"learning_rate": [...], "hidden": [[...], ...]}, ...}).
-    """
-    grid = params.get("grid") or {}
-    trials = sweep_trials(grid)
+    """The number of trials, the base job's params, and every value a trial can put into them."""
+    grid, search = params.get("grid"), params.get("random") or {}
+    trials = sweeps.trial_count(params)
     if trials > limits.sweep_trials:
-        yield over(limits, "sweep_trials", trials, ("grid",))
-    base = params.get("train") or {}
-    yield from _train(limits, base, ("train",))
-    for key, values in grid.items():
-        for i, value in enumerate(values if isinstance(values, list) else []):
-            trial = {**base, "model": {**(base.get("model") or {}), "hidden": value}} if key == "hidden" \
-                else {**base, key: value}
-            for problem in _train(limits, trial):
-                yield {**problem, "loc": ["body", "params", "grid", key, i]}
+        yield over(limits, "sweep_trials", trials, ("grid",) if grid is not None else ("random", "trials"))
+    base = params.get("base") or {}
+    check = CHECKS.get(base.get("type", ""))
+    if check is None:
+        return
+    yield from ({**p, "loc": ["body", "params", "base", "params", *p["loc"][2:]]}
+                for p in check(limits, base.get("params") or {}))
+    reach = {key: (values, ("grid", key)) for key, values in (grid or {}).items()} | {
+        key: (sweeps.extremes(spec), ("random", "space", key))
+        for key, spec in search.get("space", {}).items()}
+    for key, (values, loc) in reach.items():
+        path = key.split(".")
+        for i, value in enumerate(values):
+            for problem in check(limits, sweeps.apply(base.get("params") or {}, {key: value})):
+                at = problem["loc"][2:]
+                if at[:len(path)] == path or path[:len(at)] == at:  # the value's, not the base's (told once)
+                    yield {**problem, "loc": ["body", "params", *loc, i]}
 
 
 CHECKS: Mapping[str, Callable[[Limits, Mapping[str, Any]], Iterator[dict[str, Any]]]] = {

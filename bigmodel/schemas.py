@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from bigmodel import sweeps
 from bigmodel.names import DATASET_ID_PATTERN, NAME_PATTERN
 
 
@@ -24,7 +33,7 @@ class Resources(Strict):
 class JobSubmission(Strict):
     """The body of POST /v1/jobs."""
 
-    type: str = Field(description="job type, e.g. preprocess, train, evaluate, predict, pipeline, ping")
+    type: str = Field(description="job type: preprocess, train, evaluate, predict, pipeline, sweep, ping")
     params: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(5, ge=0, le=9, description="0 (lowest) to 9 (highest)")
     resources: Resources = Field(default_factory=lambda: Resources.model_validate({}))
@@ -161,3 +170,130 @@ class AliasMove(Strict):
     """The body of POST /v1/models/{name}/aliases/{alias}."""
 
     version: int = Field(ge=1)
+
+
+SWEEPABLE: dict[str, type[Strict]] = {"train": TrainParams, "pipeline": PipelineParams}
+# Where a bare grid key (`learning_rate`, `hidden`) is looked for when it is not a field of the base itself.
+_NESTED: dict[str, tuple[tuple[str, type[BaseModel]], ...]] = {
+    "train": (("model", ModelSpec),),
+    "pipeline": (("train", PipelineTrain), ("train.model", ModelSpec), ("preprocess", PipelinePreprocess)),
+}
+
+
+def sweep_path(base_type: str, key: str) -> str:
+    """The dotted params path a sweep key names: as given, or a bare field found in a nested section."""
+    if "." in key or key in SWEEPABLE[base_type].model_fields:
+        return key
+    for prefix, section in _NESTED[base_type]:
+        if key in section.model_fields:
+            return f"{prefix}.{key}"
+    return key  # not a field anywhere: validation says so, naming it
+
+
+def _problems(schema: type[BaseModel], params: dict[str, Any]) -> str | None:
+    """What is wrong with params for schema, as 'path: message; ...', or None."""
+    try:
+        schema.model_validate(params)
+    except ValidationError as exc:
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(params)'}: {e['msg']}" for e in exc.errors())
+    return None
+
+
+class SweepBase(Strict):
+    """The job each trial of a sweep runs, before the trial's overrides."""
+
+    type: Literal["train", "pipeline"]
+    params: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _valid_params(self) -> SweepBase:
+        problems = _problems(SWEEPABLE[self.type], self.params)
+        if problems:
+            raise ValueError(f"not valid {self.type} params: {problems}")
+        return self
+
+
+def _resolved(base: SweepBase | None, values_by_key: dict[str, list[Any]], what: str) -> dict[str, str]:
+    """Each key's params path; every value a trial can take must make valid params of the base job."""
+    if base is None:  # the base is invalid: its own error says why
+        return {key: key for key in values_by_key}
+    schema, paths = SWEEPABLE[base.type], dict[str, str]()
+    for key, values in values_by_key.items():
+        path = sweep_path(base.type, key)
+        if path in paths.values():
+            raise ValueError(f"{what} {key!r} names {path!r} twice")
+        paths[key] = path
+        for i, value in enumerate(values):
+            problems = _problems(schema, sweeps.apply(base.params, {path: value}))
+            if problems:
+                raise ValueError(f"{what} {key!r} value {i} ({value!r}) makes invalid {base.type} params: "
+                                 f"{problems}")
+    return paths
+
+
+class RandomSearch(Strict):
+    """A seeded random sample of a space: each key a distribution over a param's values."""
+
+    space: dict[str, dict[str, Any]] = Field(min_length=1, description=(
+        'path -> {"values": [...]} | {"uniform": [lo, hi]} | {"log_uniform": [lo, hi]} | {"int": [lo, hi]}'))
+    trials: int = Field(ge=1)  # upper bound: Limits.sweep_trials
+    seed: int = 0
+
+    @field_validator("space")
+    @classmethod
+    def _distributions(cls, space: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for key, spec in space.items():
+            try:
+                sweeps.check_distribution(spec)
+            except ValueError as exc:
+                raise ValueError(f"space {key!r}: {exc}") from None
+        return space
+
+
+class SweepParams(Strict):
+    """Params of a sweep job: a base train or pipeline job and a grid (or a random space) of overrides.
+
+    `{"train": {...}}` is short for `{"base": {"type": "train", "params": {...}}}`. Grid and space keys
+    are dotted params paths (`model.hidden`, `train.learning_rate`); a bare field name is looked up in
+    the base's sections (`hidden` -> `model.hidden`). Every value a trial can take is validated here.
+    """
+
+    base: SweepBase
+    grid: dict[str, list[Any]] | None = Field(None, description="path -> values; trials: every combination")
+    random: RandomSearch | None = None
+    metric: str | None = Field(None, min_length=1, max_length=64,
+                               description="the trial metric to rank by; default val_loss, else loss")
+    mode: Literal["min", "max"] | None = Field(None, description="default: min for loss-like metrics")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _train_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "train" in data and "base" not in data:
+            rest = {k: v for k, v in data.items() if k != "train"}
+            return {**rest, "base": {"type": "train", "params": data["train"]}}
+        return data
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, grid: dict[str, list[Any]] | None, info: ValidationInfo) -> dict[str, list[Any]] | None:
+        if grid is None:
+            return None
+        if not grid or any(not values for values in grid.values()):
+            raise ValueError("a grid maps at least one param path to a non-empty list of values")
+        paths = _resolved(info.data.get("base"), grid, "grid key")
+        return {paths[key]: values for key, values in grid.items()}
+
+    @field_validator("random")
+    @classmethod
+    def _space(cls, search: RandomSearch | None, info: ValidationInfo) -> RandomSearch | None:
+        if search is None:
+            return None
+        reach = {key: sweeps.extremes(spec) for key, spec in search.space.items()}
+        paths = _resolved(info.data.get("base"), reach, "space key")
+        return search.model_copy(update={"space": {paths[k]: spec for k, spec in search.space.items()}})
+
+    @model_validator(mode="after")
+    def _one_search(self) -> SweepParams:
+        if (self.grid is None) == (self.random is None):
+            raise ValueError("give exactly one of 'grid' or 'random'")
+        return self

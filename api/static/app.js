@@ -270,9 +270,10 @@
     const head = h("div"), details = h("div"), chartBox = h("div", { class: "charts", id: "charts" });
     const eventsBody = h("tbody");
     const epochs = new Map();
-    let record = null, refreshing = null, historyUsed = false;
+    let record = null, refreshing = null, historyUsed = false, children = [];
     const curves = h("div", { hidden: true }, h("h2", {}, "Training curves"), chartBox);
-    fill(view, head, h("div", { class: "grid2" }, details, curves),
+    const trialsBox = h("div");
+    fill(view, head, h("div", { class: "grid2" }, details, curves), trialsBox,
       h("h2", {}, "Events"), h("div", { class: "events" }, h("table", { id: "events" }, eventsBody)));
 
     function render() {
@@ -293,6 +294,7 @@
           h("li", {}, h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); download(r.id, a.name); } }, a.name), ` (${bytes(a.size_bytes)})`)))) : "",
         h("h2", {}, "Params"), h("div", { class: "card" }, h("pre", { class: "mono" }, JSON.stringify(r.params, null, 2))),
         r.result ? [h("h2", {}, "Result"), h("div", { class: "card" }, h("pre", { class: "mono", id: "result" }, JSON.stringify(r.result, null, 2)))] : "");
+      fill(trialsBox, r.type === "sweep" ? [h("h2", {}, "Trials"), window.sweepTrials({ h, short, stateBadge, num, progressBar }, r, children)] : "");
       const fromHistory = FINISHED.has(r.state) && epochsFromHistory(r);
       if (fromHistory && !historyUsed) { historyUsed = true; epochs.clear(); fromHistory.forEach((m, e) => epochs.set(e, m)); }
       drawCharts();
@@ -307,6 +309,7 @@
     }
     async function refresh() {
       record = await api(`/v1/jobs/${jobId}`, { signal: abort.signal });
+      children = await Promise.all(window.sweepChildren(record).map((id) => api(`/v1/jobs/${id}`, { signal: abort.signal })));
       render();
     }
     function refreshSoon() {  // at most one refresh in flight, one more queued

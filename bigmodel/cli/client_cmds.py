@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from bigmodel import sweeps
 from bigmodel.cli import output as out
 from bigmodel.client import ApiError, Client, Job
 from bigmodel.config import DEFAULT_API_URL
@@ -181,6 +182,24 @@ def status(ctx: Ctx, job_id: str) -> None:
         ("artifacts", ", ".join(f"{a['name']} ({out.size(a.get('size_bytes'))})"
                                 for a in record.get("artifacts") or [])),
     ])
+    if record["type"] == "sweep":
+        _trials(ctx, record)
+
+
+def _trials(ctx: Ctx, record: dict[str, Any]) -> None:
+    """A sweep's trials: from its result once finished, from its children's records while they run."""
+    result = record.get("result") or {}
+    trials = result.get("trials")
+    if trials is None and record.get("children"):
+        children = [ctx.client.job(child).record for child in record["children"]]
+        trials = [sweeps.trial(i, overrides, child) for i, (overrides, child)
+                  in enumerate(zip(sweeps.trials_of(record["params"]), children, strict=False))]
+    if not trials:
+        return
+    metric = result.get("metric") or record["params"].get("metric") or sweeps.default_metric(trials)
+    best = (result.get("best") or {}).get("index")
+    click.echo()
+    out.table(out.trial_headers(metric), [out.trial_row(t, metric, best) for t in trials])
 
 
 @client_command

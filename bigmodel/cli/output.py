@@ -106,3 +106,20 @@ def version_row(version: dict[str, Any], aliases: dict[str, int]) -> list[Any]:
     names = ", ".join(sorted(a for a, v in aliases.items() if v == version["version"]))
     return [version["version"], main_metric(version.get("metrics")), names,
             short_id(version.get("job") or ""), age(version.get("created_at"))]
+
+
+def trial_headers(metric: str) -> tuple[str, ...]:
+    """The columns of a sweep's trials table (the metric it ranks by is one)."""
+    return ("TRIAL", "STATE", "PARAMS", metric.upper(), "MODEL", "JOB", "ERROR")
+
+
+def trial_row(trial: dict[str, Any], metric: str, best: int | None) -> list[Any]:
+    """One line of a sweep's trials table; the best trial's number is starred."""
+    value = (trial.get("metrics") or {}).get(metric)
+    error = trial.get("error") or {}
+    return [f"{trial['index']}{' *' if trial['index'] == best else ''}", trial.get("state"),
+            " ".join(f"{k}={json.dumps(v)}" for k, v in (trial.get("overrides") or {}).items()),
+            "" if value is None else f"{value:.4g}",
+            f"{trial['model']} v{trial['version']}" if trial.get("version") is not None else "",
+            short_id(trial.get("job") or ""),
+            (f"{error.get('type')}: {error.get('message')}" if error else "")[:80]]

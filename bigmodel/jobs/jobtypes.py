@@ -49,6 +49,8 @@ JOB_TYPES: Mapping[str, JobType] = {
                 summary="predictions for a dataset or inline rows", soft_limit=2 * 3600),
         JobType("pipeline", schemas.PipelineParams, "bigmodel.runners.pipeline:run",
                 summary="preprocess, train and evaluate in one job"),
+        JobType("sweep", schemas.SweepParams, "bigmodel.runners.sweep:run",
+                summary="train a grid or a random sample of params across the pool; register the best"),
     )
 }  # fmt: skip
 

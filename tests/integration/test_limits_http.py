@@ -29,6 +29,12 @@ def train(**over: Any) -> dict[str, Any]:
     return {"type": "train", "params": params}
 
 
+def sweep(seeds: int, epochs: int) -> dict[str, Any]:
+    """A sweep of seeds x epochs trials."""
+    grid = {"seed": list(range(seeds)), "epochs": list(range(1, epochs + 1))}
+    return {"type": "sweep", "params": {"train": train()["params"], "grid": grid}}
+
+
 # (bound, a submission at the bound, the same past it, where the 422 points)
 TABLE = [
     ("epochs", train(epochs=LIMITS.epochs), train(epochs=LIMITS.epochs + 1), ["epochs"]),
@@ -48,11 +54,12 @@ TABLE = [
     ("inline_rows", {"type": "predict", "params": {"model": "m", "instances": [[0]] * LIMITS.inline_rows}},
      {"type": "predict", "params": {"model": "m", "instances": [[0]] * (LIMITS.inline_rows + 1)}},
      ["instances"]),
+    ("sweep_trials", sweep(16, LIMITS.sweep_trials // 16), sweep(16, LIMITS.sweep_trials // 16 + 1),
+     ["grid"]),
 ]
-# Checked elsewhere: sweep_trials by tests/unit/test_limits.py (the sweep job type comes later), the
-# body bound below, the JSON body bound by tests/integration/test_bad_inputs.py, online inference rows
-# by tests/unit/test_limits.py.
-ELSEWHERE = {"sweep_trials", "body_bytes", "json_bytes"}
+# Checked elsewhere: the body bound below, the JSON body bound by tests/integration/test_bad_inputs.py,
+# online inference rows by tests/unit/test_limits.py.
+ELSEWHERE = {"body_bytes", "json_bytes"}
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import redis
 
 from bigmodel.config import Settings
 from bigmodel.errors import ConfigError, ValidationFailed
-from bigmodel.limits import BOUNDS, RATES, Limits, check_params, sweep_trials
+from bigmodel.limits import BOUNDS, RATES, Limits, check_params
 from bigmodel.serving.dataplane import DataPlane
 from bigmodel.store import Store
 
@@ -36,6 +36,12 @@ def test_a_bad_setting_stops_the_settings_from_loading_and_names_itself(setting:
         Settings.from_env({setting: value})
 
 
+def sweep(params: dict[str, Any], grid: dict[str, Any] | None = None, random: dict[str, Any] | None = None,
+          base: str = "train") -> dict[str, Any]:
+    """Sweep params as the schema leaves them (paths resolved)."""
+    return {"base": {"type": base, "params": params}, "grid": grid, "random": random}
+
+
 L = Limits(epochs=10, hidden_units=32, hidden_layers=3, batch_size=64, ping_sleep=5, inline_rows=4,
            sweep_trials=6)
 TRAIN: dict[str, Any] = {"epochs": 10, "batch_size": 64, "model": {"hidden": [32, 32, 32]}}
@@ -49,15 +55,22 @@ TABLE = [
     ("pipeline", {"train": TRAIN}, {"train": {**TRAIN, "epochs": 11}}, "epochs", ["train", "epochs"]),
     ("ping", {"sleep": 5}, {"sleep": 5.01}, "ping_sleep", ["sleep"]),
     ("predict", {"instances": [[0]] * 4}, {"instances": [[0]] * 5}, "inline_rows", ["instances"]),
-    ("sweep", {"train": TRAIN, "grid": {"learning_rate": [0.1, 0.01], "epochs": [1, 2, 3]}},
-     {"train": TRAIN, "grid": {"learning_rate": [0.1, 0.01], "epochs": [1, 2, 3, 4]}}, "sweep_trials",
-     ["grid"]),
-    ("sweep", {"train": TRAIN, "grid": {"epochs": [1, 10]}}, {"train": TRAIN, "grid": {"epochs": [1, 11]}},
-     "epochs", ["grid", "epochs", 1]),
-    ("sweep", {"train": TRAIN, "grid": {"hidden": [[32]]}}, {"train": TRAIN, "grid": {"hidden": [[33]]}},
-     "hidden_units", ["grid", "hidden", 0]),
-    ("sweep", {"train": TRAIN, "grid": {}}, {"train": {**TRAIN, "batch_size": 65}, "grid": {}}, "batch_size",
-     ["train", "batch_size"]),
+    ("sweep", sweep(TRAIN, {"learning_rate": [0.1, 0.01], "epochs": [1, 2, 3]}),
+     sweep(TRAIN, {"learning_rate": [0.1, 0.01], "epochs": [1, 2, 3, 4]}), "sweep_trials", ["grid"]),
+    ("sweep", sweep(TRAIN, random={"space": {"epochs": {"int": [1, 9]}}, "trials": 6}),
+     sweep(TRAIN, random={"space": {"epochs": {"int": [1, 9]}}, "trials": 7}), "sweep_trials",
+     ["random", "trials"]),
+    ("sweep", sweep(TRAIN, {"epochs": [1, 10]}), sweep(TRAIN, {"epochs": [1, 11]}), "epochs",
+     ["grid", "epochs", 1]),
+    ("sweep", sweep(TRAIN, random={"space": {"epochs": {"int": [1, 10]}}, "trials": 2}),
+     sweep(TRAIN, random={"space": {"epochs": {"int": [1, 11]}}, "trials": 2}), "epochs",
+     ["random", "space", "epochs", 1]),
+    ("sweep", sweep(TRAIN, {"model.hidden": [[32]]}), sweep(TRAIN, {"model.hidden": [[33]]}), "hidden_units",
+     ["grid", "model.hidden", 0]),
+    ("sweep", sweep(TRAIN, {"seed": [1]}), sweep({**TRAIN, "batch_size": 65}, {"seed": [1]}), "batch_size",
+     ["base", "params", "batch_size"]),
+    ("sweep", sweep({"train": TRAIN}, {"train.epochs": [10]}, base="pipeline"),
+     sweep({"train": TRAIN}, {"train.epochs": [11]}, base="pipeline"), "epochs", ["grid", "train.epochs", 0]),
 ]
 
 
@@ -77,10 +90,6 @@ def test_params_past_a_bound_are_refused_naming_it(job_type, within, past, bound
     assert error["loc"] == ["body", "params", *loc] and error["limit"] == bound
     assert error["max"] == getattr(L, bound) and error["setting"] == setting and setting in error["msg"]
     assert f"{bound} <= {getattr(L, bound):g} ({setting})" in caught.value.message
-
-
-def test_sweep_trials_is_the_product_of_the_grids_lengths() -> None:
-    assert sweep_trials({"a": [1, 2], "b": [1, 2, 3], "c": 4}) == 6 and sweep_trials({}) == 1
 
 
 def test_online_inference_rows_are_bounded_too(tmp_path) -> None:
