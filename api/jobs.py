@@ -10,24 +10,23 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
-from api.requests_util import cursor_arg, event_id_arg, float_arg, int_arg, json_body, parse
+from api.requests_util import cursor_arg, event_id_arg, float_arg, int_arg, json_body
 from api.services import Services, services, tenant
 from bigmodel.errors import InvalidRequest, NotFound
-from bigmodel.jobs.jobtypes import gpu_queue, limits, route, validate_params
 from bigmodel.jobs.longpoll import MAX_WAIT_SECONDS, wait_for
 from bigmodel.jobs.lookup import by_prefix
 from bigmodel.jobs.records import attempt_folder
 from bigmodel.jobs.states import JobState
+from bigmodel.jobs.submission import prepare
 from bigmodel.jobs.waiting import explain
-from bigmodel.limits import check_params
-from bigmodel.schemas import JobSubmission
 
 log = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 PUBLIC_FIELDS = ("id", "type", "state", "queue", "priority", "params", "resources", "progress",
                  "attempts", "handovers", "worker", "created_at", "started_at", "finished_at", "result",
-                 "error", "artifacts", "cancel_requested", "waiting", "usage")  # fmt: skip
+                 "error", "artifacts", "cancel_requested", "waiting", "usage", "parent",
+                 "children")  # fmt: skip
 
 
 def public(record: dict[str, Any]) -> dict[str, Any]:
@@ -44,24 +43,13 @@ def shown(s: Services, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def submit_job(s: Services, tenant_name: str, body: dict[str, Any],
                idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
     """Validate, record and publish a job; returns (record, created)."""
-    submission = parse(JobSubmission, body)
-    params = validate_params(submission.type, submission.params)
-    check_params(submission.type, params, s.settings.limits)
-    gpus = submission.resources.gpu
-    gpu_online = s.presence.serves(gpu_queue(gpus)) if gpus else False
-    where = route(submission.type, gpus, gpu_fallback=s.settings.gpu_fallback,
-                  gpu_workers_online=gpu_online)
-    record, created = s.jobs.create(
-        tenant=tenant_name, type=submission.type, params=params, queue=where.queue,
-        priority=submission.priority, resources=submission.resources.model_dump(),
-        idempotency_key=idempotency_key, waiting=where.waiting,
-        limits=limits(submission.type, s.settings),
-    )
+    job = prepare(s.presence, s.settings, body)
+    record, created = s.jobs.create(tenant=tenant_name, idempotency_key=idempotency_key, **job)
     if created:
         # Accepted once recorded: a job the broker refuses now stays unpublished and the reaper
         # publishes it within a lease period, so the answer is 202 either way.
         s.jobs.publish(record["id"])
-        s.metrics.submitted(submission.type, where.queue)  # type: ignore[attr-defined]
+        s.metrics.submitted(job["type"], job["queue"])  # type: ignore[attr-defined]
     return record, created
 
 

@@ -46,6 +46,10 @@ SHAPES: dict[str, dict[str, Any]] = {
                                "position": {"type": ["integer", "null"]},
                                "workers_online": {"type": ["integer", "null"]}}}]},
             "usage": {"type": ["object", "null"]},
+            # Fan-out: a child names its parent; a parent lists its children (null until it fans out).
+            "parent": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": JOB_ID_PATTERN}]},
+            "children": {"anyOf": [{"type": "null"}, {"type": "array", "items": {
+                "type": "string", "pattern": JOB_ID_PATTERN}}]},
             "error": {"anyOf": [{"type": "null"}, {"type": "object", "required": ["type", "message"],
                                                    "properties": {"type": STR, "message": STR}}]},
             "artifacts": {"type": "array", "items": {

@@ -113,6 +113,13 @@ class HandOver(JobInterrupted):
     code = "handed_over"
 
 
+class FannedOut(JobInterrupted):
+    """Raised by a running job that handed its work to child jobs: it runs again when they have ended."""
+
+    title = "Job fanned out"
+    code = "fanned_out"
+
+
 class Superseded(JobInterrupted):
     """Raised inside a running job whose attempt is no longer current: it must commit nothing."""
 

@@ -38,6 +38,9 @@ class PingParams(BaseModel):
     fail: str | None = None
     steps: int = Field(1, ge=1, le=10_000)
     crash: bool = Field(False, description="kill the worker process running it (a poison job)")
+    children: list[dict[str, Any]] | None = Field(
+        None, min_length=1, max_length=1024,
+        description="ping params of child jobs to fan out to; the job ends after them with their states")
 
 
 class SplitSpec(Strict):

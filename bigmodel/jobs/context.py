@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bigmodel.config import Settings
-from bigmodel.errors import HandOver, JobCancelled, JobInterrupted, Superseded
+from bigmodel.errors import FannedOut, HandOver, JobCancelled, JobInterrupted, Superseded, ValidationFailed
+from bigmodel.jobs.presence import Presence
 from bigmodel.jobs.records import Jobs, attempt_folder
 from bigmodel.names import check_segment
 from bigmodel.retrying import is_transient
 from bigmodel.store import Store
 
 log = logging.getLogger(__name__)
+MAX_CHILDREN = 1024  # child jobs of one fan-out
+
+
+def child_id(parent: str, index: int) -> str:
+    """The id of a parent's child number `index`: the same on every run of the parent."""
+    return hashlib.sha256(f"{parent}/{index}".encode()).hexdigest()[:32]
 
 
 class JobContext:
@@ -37,11 +45,56 @@ class JobContext:
         self.current = True  # False once another attempt (or a final state) has replaced this one
         self._stage_prefix: str | None = None
         self._last_check = 0.0
+        self._children: list[dict[str, Any]] | None = None
 
     @property
     def params(self) -> dict[str, Any]:
         """The validated params of the job."""
         return self.job["params"]  # type: ignore[no-any-return]
+
+    # fan-out ------------------------------------------------------------------
+    @property
+    def children(self) -> list[dict[str, Any]] | None:
+        """None until this job fanned out; on its run after that, its children's final records in order."""
+        ids = self.job.get("children")
+        if ids is None:
+            return None
+        if self._children is None:
+            by_id = {r["id"]: r for r in self.jobs.records(ids, self.tenant)}
+            self._children = [by_id[i] for i in ids if i in by_id]
+        return self._children
+
+    def fan_out(self, children: list[dict[str, Any]], weights: list[int] | None = None) -> NoReturn:
+        """Hand the work to child jobs and let this worker process go; the job runs again when they ended.
+
+        Each child is {"type", "params", "resources" (optional), "priority" (optional)}, checked like a
+        submission. Child ids derive from this job's id and the index, so a re-run of this job before
+        it fanned out (a lost worker) finds the same children instead of making new ones.
+        """
+        from bigmodel.jobs.submission import prepare  # the submission rules: one place for both paths
+
+        if not 1 <= len(children) <= MAX_CHILDREN:
+            raise ValidationFailed(f"a job fans out to 1 to {MAX_CHILDREN} children, not {len(children)}")
+        weights = weights or [1] * len(children)
+        presence = Presence(self.jobs.r)
+        ids = [child_id(self.job_id, i) for i in range(len(children))]
+        for i, (spec, weight) in enumerate(zip(children, weights, strict=True)):
+            job = prepare(presence, self.settings, spec, loc=("children", i))
+            self.jobs.create(tenant=self.tenant, job_id=ids[i], parent=self.job_id, weight=int(weight), **job)
+        outcome = self.jobs.fan_out(self.job_id, self.attempt, ids, int(sum(weights)))
+        if outcome == "superseded":
+            self.current = False
+            raise Superseded("another attempt has taken this job over; this one commits nothing")
+        for i in ids:
+            self.jobs.publish(i)
+        raise FannedOut(f"waiting for {len(ids)} child jobs")
+
+    def child_artifact(self, child: dict[str, Any], name: str) -> str:
+        """The path of a child's artifact in this tenant's store view (open it with `self.store`)."""
+        entry = next((a for a in child.get("artifacts") or [] if a["name"] == name), None)
+        if entry is None:
+            raise FileNotFoundError(f"child job {child['id']} has no artifact {name!r}")
+        return f"{attempt_folder(child['id'], entry['attempt'])}/{name}"
 
     @property
     def checkpoint_dir(self) -> str:

@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 from bigmodel.config import Settings
-from bigmodel.errors import BigModelError, HandOver, JobCancelled, Superseded
+from bigmodel.errors import BigModelError, FannedOut, HandOver, JobCancelled, Superseded
 from bigmodel.jobs.context import JobContext
 from bigmodel.jobs.jobtypes import JOB_TYPES
 from bigmodel.jobs.records import Jobs
@@ -60,7 +60,8 @@ def error_of(exc: BaseException) -> dict[str, str]:
 def execute(job_id: str, *, jobs: Jobs, store: Store, settings: Settings, worker: str,
             time_limit_errors: tuple[type[BaseException], ...] = ()) -> str:
     """Run a job if it is this worker's to run; returns the claim outcome, the final state,
-    'queued' (handed back) or 'superseded' (another attempt owns the job; nothing was committed).
+    'queued' (handed back), 'fanned_out' (its child jobs run; it runs again after them) or
+    'superseded' (another attempt owns the job; nothing was committed).
 
     `time_limit_errors` are the exceptions the process raises inside a job past its soft time limit.
     """
@@ -81,6 +82,10 @@ def execute(job_id: str, *, jobs: Jobs, store: Store, settings: Settings, worker
         ctx.discard()
         log.info("job %s handed over: %s", job_id, exc)
         return jobs.hand_back(job_id, ctx.attempt, str(exc))
+    except FannedOut as exc:  # its children run now; the last one to end requeues it for its next step
+        keeper.stopped.set()
+        log.info("job %s: %s", job_id, exc)
+        return "fanned_out"
     except Superseded:
         keeper.stopped.set()
         ctx.discard()

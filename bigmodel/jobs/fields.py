@@ -12,11 +12,13 @@ from bigmodel.jobs.states import TERMINAL
 
 # What a job record holds (the API shows a subset; record.json in the store holds all of it).
 # The hash also holds fields only the scripts use: published, delivered_to, claim_token,
-# hard_deadline, handover_requested, finished_by (the attempt that committed, or 'reaper'/'user').
+# hard_deadline, handover_requested, finished_by (the attempt that committed, or 'reaper'/'user');
+# a child: parent_key, weight; a fanned-out parent: awaiting, pending, children_done, children_failed,
+# weight_done, weight_total, wake_grace_ms.
 RECORD_FIELDS = (
     "id", "tenant", "type", "state", "queue", "priority", "params", "resources", "progress",
     "attempts", "handovers", "worker", "created_at", "started_at", "finished_at", "result", "error",
-    "artifacts", "cancel_requested", "waiting", "limits", "usage",
+    "artifacts", "cancel_requested", "waiting", "limits", "usage", "parent", "children",
 )  # fmt: skip
 FINAL_STATES = frozenset(s.value for s in TERMINAL)
 

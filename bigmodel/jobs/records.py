@@ -59,7 +59,7 @@ class Jobs:
         self.metrics = RedisMetrics(client, prefix)
         self._scripts = {name: client.register_script(getattr(scripts, name)) for name in (
             "CREATE", "PUBLISHED", "DELIVERED", "CLAIM", "RENEW", "PROGRESS", "LOG", "FINISH", "HAND_BACK",
-            "REQUEST_HANDOVER", "CANCEL", "REAP", "RECHECK")}
+            "REQUEST_HANDOVER", "CANCEL", "REAP", "RECHECK", "FAN_OUT")}
 
     # keys -----------------------------------------------------------------
     def key(self, job_id: str) -> str:
@@ -85,8 +85,10 @@ class Jobs:
                priority: int = 5, resources: dict[str, Any] | None = None,
                idempotency_key: str | None = None, waiting: Any = None,
                limits: dict[str, int] | None = None, job_id: str | None = None,
+               parent: str | None = None, weight: int = 1,
                ) -> tuple[dict[str, Any], bool]:
-        """Write a queued job in one round trip; returns (record, created); created is False on a replay."""
+        """Write a queued job in one round trip; returns (record, created); created is False on a replay
+        (the idempotency key names a job, or a job with this id exists: a child made again)."""
         job_id = job_id or uuid.uuid4().hex
         record = {
             "id": job_id, "tenant": tenant, "type": type, "state": JobState.QUEUED.value,
@@ -94,12 +96,16 @@ class Jobs:
             "progress": None, "attempts": 0, "handovers": 0, "worker": None, "created_at": now_iso(),
             "started_at": None, "finished_at": None, "result": None, "error": None,
             "artifacts": [], "cancel_requested": False, "waiting": waiting, "limits": limits,
+            "parent": parent, "children": None,
         }  # fmt: skip
         # The key is the client's text: hashed, so that it never becomes part of a Redis key as given.
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else ""
         idem = f"{self.prefix}:t:{tenant}:idem:{digest}" if idempotency_key else ""
         fields = {k: encode(k, v) for k, v in record.items()}
         fields["published"] = "false"
+        if parent is not None:
+            fields["parent_key"] = json.dumps(self.key(parent))
+            fields["weight"] = json.dumps(weight)
         now = time.time()
         created, existing_id = self._run(
             "CREATE", [self.key(job_id), self.index_key(tenant), idem, self.events_key(job_id),
@@ -251,6 +257,29 @@ class Jobs:
             progress = {**(progress or {}), "percent": 100.0}
         return progress
 
+    def fan_out(self, job_id: str, attempt: int, children: Ids, total_weight: int) -> str:
+        """Park a running attempt on its (already created) children and let its worker go.
+
+        Returns 'waiting', 'wake' (every child had already ended: the job is queued again and
+        published here) or 'superseded'.
+        """
+        keys = [self.key(job_id), self.events_key(job_id), self.deadlines_key, *map(self.key, children)]
+        args = [job_id, attempt, json.dumps(children), total_weight, self.grace_ms, now_iso(),
+                self.event_limit]
+        outcome = text(retry_transient(lambda: self._run("FAN_OUT", keys, args), what=f"fan out {job_id}"))
+        if outcome == "wake" and self.send is not None:
+            self.publish(job_id)
+        return outcome
+
+    def records(self, job_ids: Ids, tenant: str) -> list[dict[str, Any]]:
+        """The records of several jobs in one round trip (from the store for those Redis no longer has)."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.key(job_id))
+        found = [decode(raw) if raw else self._from_store(job_id, tenant)
+                 for job_id, raw in zip(job_ids, pipe.execute(), strict=True)]
+        return [r for r in found if r is not None and r.get("tenant") == tenant]
+
     def hand_back(self, job_id: str, attempt: int | None, reason: str, *, worker: str = "") -> str:
         """Give a running job back to its queue (a stopping worker); costs no attempt. Publishes it.
 
@@ -366,6 +395,20 @@ class Jobs:
         if record.get("id"):
             self.metrics.job_ended(record)
         self.persist(job_id)
+        if record.get("parent") and self.send is not None:
+            self.publish(record["parent"])  # the last child woke its parent (publish skips it otherwise)
+        if record.get("children") and record.get("state") != JobState.SUCCEEDED.value:
+            self._cancel_children(record["children"])
+
+    def _cancel_children(self, children: Ids) -> None:
+        # A parent that ended early (cancelled, failed) takes its unfinished children with it.
+        for child in children:
+            if not is_job_id(child):
+                continue
+            outcome = text(self._run("CANCEL", self._final_keys(child),
+                                      [child, now_iso(), self.job_ttl, self.event_limit]))
+            if outcome == "cancelled-now":
+                self._became_final(child)
 
     def persist(self, job_id: str) -> bool:
         """Write a final job's record and events to the store and drop the superseded attempts' files.

@@ -13,6 +13,9 @@ attention at some time: a running job's lease, a queued job not yet published, a
 message a worker took but did not claim. The reaper reads the lapsed ones. Time is always Redis's
 own (TIME), so machines with skewed clocks agree.
 
+Fan-out: a parent parks itself on its children (FAN_OUT: running, no lease, no worker); every
+finalize of a child counts it on the parent, and the last one requeues the parent (child_final).
+
 Every field is JSON except `state`, kept bare so that scripts compare it as a string.
 """
 
@@ -32,6 +35,39 @@ local function field(job, name)
   if value == cjson.null then return nil end
   return value
 end
+-- Back to the queue, unpublished: whoever requeues publishes next; the reaper does if it cannot.
+local function requeue(job, events, deadlines, id, grace_ms, ts, data, maxlen)
+  redis.call('HSET', job, 'state', 'queued', 'worker', 'null', 'published', 'false',
+             'handover_requested', 'false')
+  redis.call('HDEL', job, 'claim_token', 'delivered_to', 'hard_deadline')
+  redis.call('ZADD', deadlines, now_ms() + grace_ms, id)
+  event(events, 'state', ts, data, maxlen)
+end
+-- A child of a fanned-out parent became final: count it on the parent; the last one wakes the
+-- parent (requeued, unpublished: whoever finalized the child publishes it, else the reaper does).
+local function child_final(parent, deadlines, state, weight, ts, maxlen)
+  if redis.call('HGET', parent, 'awaiting') ~= 'true' or redis.call('HGET', parent, 'state') ~= 'running' then
+    return
+  end
+  local pending = redis.call('HINCRBY', parent, 'pending', -1)
+  local done = redis.call('HINCRBY', parent, 'children_done', 1)
+  local failed = tonumber(redis.call('HGET', parent, 'children_failed') or 0)
+  if state ~= 'succeeded' then failed = redis.call('HINCRBY', parent, 'children_failed', 1) end
+  local current = redis.call('HINCRBY', parent, 'weight_done', weight)
+  local total = tonumber(redis.call('HGET', parent, 'weight_total') or 1)
+  local count = #cjson.decode(redis.call('HGET', parent, 'children'))
+  local percent = math.floor(10000 * current / math.max(total, 1)) / 100
+  redis.call('HSET', parent, 'progress', cjson.encode({stage='children', current=current, total=total,
+             percent=percent, metrics={done=done, failed=failed, total=count}}))
+  if pending <= 0 then
+    local id = cjson.decode(redis.call('HGET', parent, 'id'))
+    redis.call('HSET', parent, 'awaiting', 'false')
+    redis.call('HINCRBY', parent, 'handovers', 1)  -- waking is not a lost attempt
+    local grace = tonumber(redis.call('HGET', parent, 'wake_grace_ms'))
+    requeue(parent, parent .. ':events', deadlines, id, grace, ts,
+            {state='queued', reason='children_done', message='its ' .. count .. ' child jobs ended'}, maxlen)
+  end
+end
 -- The one way a job becomes final: fields set, deadline dropped, queued for writing to the store,
 -- and a TTL on its keys (a final job never lives in Redis forever; the store keeps its record).
 local function finalize(job, events, deadlines, persist, id, state, fields, ts, ttl, by, data, maxlen)
@@ -43,14 +79,8 @@ local function finalize(job, events, deadlines, persist, id, state, fields, ts, 
   event(events, 'state', ts, data, maxlen)
   redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', events, ttl)
-end
--- Back to the queue, unpublished: whoever requeues publishes next; the reaper does if it cannot.
-local function requeue(job, events, deadlines, id, grace_ms, ts, data, maxlen)
-  redis.call('HSET', job, 'state', 'queued', 'worker', 'null', 'published', 'false',
-             'handover_requested', 'false')
-  redis.call('HDEL', job, 'claim_token', 'delivered_to', 'hard_deadline')
-  redis.call('ZADD', deadlines, now_ms() + grace_ms, id)
-  event(events, 'state', ts, data, maxlen)
+  local parent = field(job, 'parent_key')
+  if parent then child_final(parent, deadlines, state, tonumber(field(job, 'weight') or 1), ts, maxlen) end
 end
 """
 
@@ -59,6 +89,7 @@ end
 # ARGV: id, score, fields (JSON object of encoded fields), idempotency ttl, created_at, publish grace ms,
 #       index limit, oldest score kept, max events
 CREATE = PRELUDE + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end  -- a child made again by a re-run
 if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
   if existing then return {0, existing} end
@@ -141,9 +172,51 @@ return {'claimed', attempt}
 # KEYS: job, deadlines; ARGV: id, attempt, lease ms
 RENEW = PRELUDE + """
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[1], 'awaiting') == 'true' then return 0 end  -- fanned out: no lease
 if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 0 end
 redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[3]), ARGV[1])
 return 1
+"""
+
+# The current attempt of a parent hands its work to child jobs (already created) and lets its worker
+# go: the job stays `running`, without a lease or a worker, until its last child becomes final
+# (PRELUDE's child_final). Children that already ended are counted now.
+# KEYS: job, events, deadlines, the children's jobs...
+# ARGV: id, attempt, children ids (JSON list), total weight, wake grace ms, now, max events
+# Returns 'waiting' | 'wake' (every child had ended: requeued, publish it) | 'superseded'
+FAN_OUT = PRELUDE + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 'superseded' end
+if redis.call('HGET', KEYS[1], 'attempts') ~= ARGV[2] then return 'superseded' end
+local pending, done, failed, weight = 0, 0, 0, 0
+for i = 4, #KEYS do
+  local state = redis.call('HGET', KEYS[i], 'state')
+  if state == 'succeeded' or state == 'failed' or state == 'cancelled' then
+    done = done + 1
+    weight = weight + tonumber(field(KEYS[i], 'weight') or 1)
+    if state ~= 'succeeded' then failed = failed + 1 end
+  else
+    pending = pending + 1
+  end
+end
+local count = #KEYS - 3
+redis.call('HSET', KEYS[1], 'children', ARGV[3], 'pending', pending, 'children_done', done,
+           'children_failed', failed, 'weight_done', weight, 'weight_total', ARGV[4],
+           'wake_grace_ms', ARGV[5], 'worker', 'null', 'awaiting', 'true')
+redis.call('HDEL', KEYS[1], 'claim_token', 'hard_deadline')
+redis.call('ZREM', KEYS[3], ARGV[1])
+local total = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'progress', cjson.encode({stage='children', current=weight, total=total,
+           percent=math.floor(10000 * weight / math.max(total, 1)) / 100,
+           metrics={done=done, failed=failed, total=count}}))
+event(KEYS[2], 'log', ARGV[6], {level='info', message='waiting for ' .. count .. ' child jobs'}, ARGV[7])
+if pending == 0 then
+  redis.call('HSET', KEYS[1], 'awaiting', 'false')
+  redis.call('HINCRBY', KEYS[1], 'handovers', 1)
+  requeue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], tonumber(ARGV[5]), ARGV[6],
+          {state='queued', reason='children_done', message='its ' .. count .. ' child jobs ended'}, ARGV[7])
+  return 'wake'
+end
+return 'waiting'
 """
 
 # Record progress of the current attempt.

@@ -15,6 +15,8 @@ from bigmodel.jobs.context import JobContext
 def run(ctx: JobContext) -> dict[str, Any]:
     """Sleep `sleep` seconds in `steps` steps (checking for cancel); return the params, fail or crash."""
     params = ctx.params
+    if params.get("children"):
+        return _fan_out(ctx, params["children"])
     steps = int(params.get("steps", 1))
     pause = float(params.get("sleep", 0.0)) / steps
     for step in range(1, steps + 1):
@@ -29,3 +31,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
     if params.get("artifact"):
         ctx.add_artifact("ping.txt", str(params["artifact"]).encode())
     return {"echo": params, "worker": ctx.worker, "host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _fan_out(ctx: JobContext, children: list[dict[str, Any]]) -> dict[str, Any]:
+    # The fan-out's own diagnostic: ping children, then a summary of how they ended.
+    if ctx.children is None:
+        ctx.fan_out([{"type": "ping", "params": c} for c in children])
+    return {"children": [{"id": c["id"], "state": c["state"], "result": c["result"]} for c in ctx.children],
+            "worker": ctx.worker}

@@ -279,3 +279,25 @@ def test_params_schema_rejects_typos_and_fills_defaults() -> None:
         validate_params("preprocess", {"dataset": "a" * 64, "label": "y", "normalise": "standard"})
     params = validate_params("preprocess", {"dataset": "a" * 64, "label": "y"})
     assert params["normalize"] == "standard" and params["split"]["train"] == 0.8
+
+
+def test_a_parent_made_again_finds_its_children_and_wakes_when_they_had_all_ended(
+        jobs: Jobs, outbox: Outbox) -> None:
+    parent = new(jobs)
+    assert jobs.claim(parent, "w1#1").claimed
+    kids = [uuid.uuid4().hex for _ in range(2)]
+    for kid in kids:
+        made = jobs.create(tenant="t1", type="ping", params={"n": 1}, queue=QUEUE, job_id=kid, parent=parent)
+        assert made[1]
+        # the parent's run before a lost worker made them already: made again, nothing changes
+        again, created = jobs.create(tenant="t1", type="ping", params={"n": 2}, queue=QUEUE, job_id=kid,
+                                     parent=parent)
+        assert not created and again["params"] == {"n": 1}
+        claim = jobs.claim(kid, "w2#1")
+        assert jobs.finish(kid, claim.attempt, JobState.SUCCEEDED, result={})
+    outbox.clear()
+    assert jobs.fan_out(parent, 1, kids, total_weight=2) == "wake"
+    record = jobs.get(parent)
+    assert record["state"] == "queued" and record["children"] == kids and outbox == [parent]
+    assert record["progress"]["metrics"] == {"done": 2, "failed": 0, "total": 2}
+    assert jobs.fan_out(parent, 1, kids, total_weight=2) == "superseded"  # that attempt is over
