@@ -35,9 +35,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     params = ctx.params
     if params.get("instances") is not None:
         return _inline(ctx, params)
-    children = getattr(ctx, "children", None)  # TEMP until the fan-out core is merged
-    if children is not None:
-        return _merge(ctx, params, children)
+    if ctx.children is not None:
+        return _merge(ctx, params, ctx.children)
     return _dataset(ctx, params)
 
 
@@ -80,8 +79,9 @@ def _dataset(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
             shards = plan_shards(groups.sizes, shard_rows)
             ctx.log(f"{groups.rows} rows: {len(shards)} shards of at most {shard_rows}")
             version = meta["version"]
-            ctx.fan_out([{"type": "predict", "params": {**params, "version": version, "rows": list(s)}}
-                         for s in shards], weights=[stop - start for start, stop in shards])
+            ctx.fan_out([{"type": "predict", "params": {**params, "version": version, "rows": list(s)},
+                          "priority": ctx.job.get("priority", 5)} for s in shards],
+                        weights=[stop - start for start, stop in shards])
         shard = check_range(params.get("rows"), groups.rows)
         predictor, meta = load_predictor(ctx, params["model"], meta["version"])
         with _local_file(ctx) as path:
@@ -127,7 +127,6 @@ def _merge(ctx: JobContext, params: dict[str, Any], children: list[dict[str, Any
             error = (child.get("error") or {}).get("message") or child.get("state")
             name = shard_name(i, len(children), child.get("params") or {})
             raise ShardFailed(f"{name}, job {child['id']}, {child.get('state')}: {error}")
-    ctx.progress("merge", 0, len(children))
     with _local_file(ctx) as path, ExitStack() as stack:
         sources = [_open(ctx, stack, ctx.child_artifact(child, ARTIFACT)) for child in children]
         rows = merge(sources, str(path))
