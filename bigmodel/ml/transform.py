@@ -197,7 +197,9 @@ def _encode(df: pd.DataFrame, transform: dict[str, Any], missing: str, first_row
                  "parse as a finite number", f"column {name!r}: not a finite number"),
                 (null, lambda _, row, name=name: f"column {name!r} has missing values (row {row}) and the "
                  "model was trained with dropna=true", f"column {name!r}: missing value")], filled)
-            values[bad | null] = fill[name] if filled else 0.0
+            unusable_values = bad | null
+            if unusable_values.any():
+                values[unusable_values] = fill[name] if filled else 0.0
             out[:, pos] = values
             pos += 1
         else:

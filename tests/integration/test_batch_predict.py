@@ -93,6 +93,7 @@ def test_sharded_predict_equals_the_unsharded_result_row_for_row(batch) -> None:
     children = [requests.get(f"{stack.url}/v1/jobs/{c}", timeout=10).json() for c in sharded["children"]]
     assert [c["params"]["version"] for c in children] == [1] * 5
     assert [c["params"]["rows"] for c in children][0] == [0, 43690]
+    assert sharded["progress"]["total"] == ROWS, sharded["progress"]  # progress counts rows
     # the rows with a missing 'a' (the model dropped NAs) have a null prediction and a reason; no others
     bad = frame["a"].isna().to_numpy()
     assert sharded["result"]["null_rows"] == int(bad.sum())
@@ -113,7 +114,9 @@ def test_missing_modes_null_impute_fail(batch) -> None:
                           "color": ["red", "blue", "purple", "green"]})
     dataset = upload(stack.url, frame)
 
-    null = predictions(stack.url, predict(stack.url, dataset=dataset))
+    record = predict(stack.url, dataset=dataset)
+    assert not record.get("children") and record["result"].get("shards") is None  # one shard: in-process
+    null = predictions(stack.url, record)
     assert null["probability"].isna().tolist() == [False, True, True, False]
     assert [None if pd.isna(v) else v for v in null["reason"]] == [None, "column 'a': missing value",
                                        "column 'color': category never seen in training", None]
