@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pa_compute
 
@@ -41,7 +42,7 @@ def table(task: str, classes: list[Any] | None, outputs: np.ndarray,
     out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
     n_outputs = out.shape[1]
     target = schema(task, classes, n_outputs)
-    mask = None if reasons is None else np.not_equal(reasons, None)
+    mask = None if reasons is None else pd.notna(reasons)
     columns: list[pa.Array] = []
     if task == "regression":
         columns.append(pa.array(out.reshape(-1), mask=mask))
@@ -62,6 +63,6 @@ def with_reasons(entries: list[dict[str, Any]], reasons: np.ndarray | None) -> l
     """Inline predictions (Predictor.format) with an unusable row's values null and its reason added."""
     if reasons is None:
         return entries
-    for i in np.flatnonzero(np.not_equal(reasons, None)):
+    for i in np.flatnonzero(pd.notna(reasons)):
         entries[i] = {**dict.fromkeys(entries[i]), REASON: reasons[i]}
     return entries

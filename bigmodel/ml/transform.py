@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,6 +102,17 @@ def _column(df: pd.DataFrame, name: str) -> pd.Series:
 
 
 MISSING_MODES = ("fail", "null", "impute")  # what a predict job does with a row the model cannot take
+# Why a value is unusable: (the error `fail` raises at its first row, the reason `null` gives each row).
+UNUSABLE = {
+    "not_a_number": ("column {name}: value {value} (row {row}) does not parse as a finite number",
+                     "column {name}: not a finite number"),
+    "missing": ("column {name} has missing values (row {row}) and the model was trained with dropna=true",
+                "column {name}: missing value"),
+    "missing_category": ("column {name} has missing values (row {row}) and the model saw none in training",
+                         "column {name}: missing value"),
+    "unseen": ("column {name}: category {value} (row {row}) was never seen in training",
+               "column {name}: category never seen in training"),
+}
 
 
 @dataclass(frozen=True)
@@ -116,7 +127,7 @@ class Encoded:
         """Mask of the rows that get a null prediction."""
         if self.reasons is None:
             return np.zeros(len(self.x), dtype=bool)
-        return np.not_equal(self.reasons, None)
+        return pd.notna(self.reasons)  # type: ignore[no-any-return]
 
 
 class _Unusable:
@@ -134,23 +145,22 @@ class _Unusable:
         """Whether unusable values of a column are filled from the train statistics (missing=impute)."""
         return self.missing == "impute" and name in fill
 
-    def found(self, series: pd.Series, problems: list[tuple[np.ndarray, Callable[[Any, int], str], str]],
-              filled: bool) -> None:
-        """Rows of each (mask, message, reason) cannot be used as they are: raise at the column's first such
-        row (fail), or give them the reason unless they are filled."""
-        masks = [mask for mask, _, _ in problems]
-        if not any(mask.any() for mask in masks):
+    def found(self, series: pd.Series, name: str, masks: dict[str, np.ndarray], filled: bool) -> None:
+        """Rows of each mask (by kind, see UNUSABLE) cannot be used as they are: raise at the column's first
+        such row (fail), or give them the reason unless they are filled."""
+        found = {kind: mask for kind, mask in masks.items() if mask.any()}
+        if not found:
             return
         if self.missing == "fail":
-            firsts = [(int(np.argmax(mask)), message) for mask, message, _ in problems if mask.any()]
-            row, message = min(firsts, key=lambda first: first[0])
-            raise DataError(message(series.iloc[row], self.first_row + row))
+            row, kind = min((int(np.argmax(mask)), kind) for kind, mask in found.items())
+            raise DataError(UNUSABLE[kind][0].format(name=repr(name), value=repr(series.iloc[row]),
+                                                     row=self.first_row + row))
         if filled:
             return
         if self.reasons is None:
             self.reasons = np.full(self.rows, None, dtype=object)
-        for mask, _, reason in problems:
-            self.reasons[mask & np.equal(self.reasons, None)] = reason  # the first column's reason stays
+        for kind, mask in found.items():
+            self.reasons[mask & pd.isna(self.reasons)] = UNUSABLE[kind][1].format(name=repr(name))
 
 
 def encode(df: pd.DataFrame, transform: dict[str, Any]) -> np.ndarray:
@@ -192,11 +202,7 @@ def _encode(df: pd.DataFrame, transform: dict[str, Any], missing: str, first_row
                 values[null] = impute[name]
                 null[:] = False
             filled = unusable.can_fill(fill, name)
-            unusable.found(series, [
-                (bad, lambda value, row, name=name: f"column {name!r}: value {value!r} (row {row}) does not "
-                 "parse as a finite number", f"column {name!r}: not a finite number"),
-                (null, lambda _, row, name=name: f"column {name!r} has missing values (row {row}) and the "
-                 "model was trained with dropna=true", f"column {name!r}: missing value")], filled)
+            unusable.found(series, name, {"not_a_number": bad, "missing": null}, filled)
             unusable_values = bad | null
             if unusable_values.any():
                 values[unusable_values] = fill[name] if filled else 0.0
@@ -212,12 +218,8 @@ def _encode(df: pd.DataFrame, transform: dict[str, Any], missing: str, first_row
             if unseen_fails:
                 unseen = codes < 0
                 filled = unusable.can_fill(fill, name) and fill[name] in categories
-                unusable.found(series, [
-                    (unseen & null, lambda _, row, name=name: f"column {name!r} has missing values "
-                     f"(row {row}) and the model saw none in training", f"column {name!r}: missing value"),
-                    (unseen & ~null, lambda value, row, name=name: f"column {name!r}: category {value!r} "
-                     f"(row {row}) was never seen in training",
-                     f"column {name!r}: category never seen in training")], filled)
+                unusable.found(series, name, {"missing_category": unseen & null, "unseen": unseen & ~null},
+                               filled)
                 if filled:
                     codes[unseen] = categories.index(fill[name])
             rows = np.flatnonzero(codes >= 0)
