@@ -146,3 +146,25 @@ def test_online_encode_is_unchanged(dropna_transform: dict) -> None:
     frame = pd.DataFrame({"a": [10.0], "color": ["purple"]})
     x = encode(frame, dropna_transform)  # an unseen category still encodes as all zeros online
     assert x[0, 1:].tolist() == [0.0, 0.0]
+
+
+def test_row_groups_of_one_split_of_a_processed_dataset(tmp_path, monkeypatch) -> None:
+    from bigmodel.ml import datasets
+
+    monkeypatch.setattr(datasets, "ROW_GROUP_ROWS", 40)  # several row groups per split
+    frame = pd.DataFrame({"a": np.arange(300, dtype=float), "y": np.arange(300) % 2})
+    prepared = fit_preprocess(frame, {"label": "y"})
+    path = str(tmp_path / "p.parquet")
+    with open(path, "wb") as sink:
+        datasets._write_processed(sink, prepared)
+    pf = pa_parquet.ParquetFile(path)
+    train = RowGroups.of(pf, "train")
+    assert train.rows == prepared.bounds["train"][1] - prepared.bounds["train"][0] and len(train.sizes) > 1
+    test = RowGroups.of(pf, "test")
+    start, stop = prepared.bounds["test"]
+    shards = plan_shards(test.sizes, 7)
+    blocks = [b for s in shards for _, b in read_range(pf, test, s, ["a"])]
+    got = np.concatenate([b.column("a").to_numpy() for b in blocks])
+    np.testing.assert_array_equal(got, prepared.x[start:stop, 0])  # the split's rows, in order, once each
+    with pytest.raises(DataError, match="no 'holdout' split"):
+        RowGroups.of(pf, "holdout")
