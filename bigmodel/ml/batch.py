@@ -18,6 +18,7 @@ import pyarrow.parquet as pa_parquet
 
 from bigmodel.errors import DataError
 from bigmodel.ml.datasets import SPLITS_KEY
+from bigmodel.ml.tables import write_options
 
 Shard = tuple[int, int]  # [start, stop) rows
 
@@ -105,7 +106,7 @@ def merge(sources: Iterable[str | IO[bytes]], sink: str | IO[bytes]) -> int:
         for source in sources:
             pf = pa_parquet.ParquetFile(source)
             if writer is None:
-                writer = pa_parquet.ParquetWriter(sink, pf.schema_arrow, compression="snappy")
+                writer = pa_parquet.ParquetWriter(sink, pf.schema_arrow, **write_options(pf.schema_arrow))
             for i in range(pf.num_row_groups):
                 group = pf.read_row_group(i, use_pandas_metadata=False)
                 writer.write_table(group, row_group_size=max(1, group.num_rows))

@@ -23,6 +23,7 @@ from bigmodel.jobs.context import JobContext
 from bigmodel.jobs.usage import rate
 from bigmodel.ml import data, predictions
 from bigmodel.ml.batch import RowGroups, check_range, merge, plan_shards, read_range, shard_name
+from bigmodel.ml.tables import write_options
 from bigmodel.ml.transform import encode_rows
 from bigmodel.rebuild import epoch_of
 from bigmodel.runners.common import datasets, load_predictor, registry
@@ -102,8 +103,8 @@ def _predict_rows(ctx: JobContext, predictor: Any, transform: dict[str, Any], pf
     total = shard[1] - shard[0]
     written = null_rows = 0
     with ExitStack() as stack:
-        writer = stack.enter_context(pa_parquet.ParquetWriter(
-            str(path), predictions.schema(task, classes, predictor.n_outputs), compression="snappy"))
+        schema = predictions.schema(task, classes, predictor.n_outputs)
+        writer = stack.enter_context(pa_parquet.ParquetWriter(str(path), schema, **write_options(schema)))
         for first, block in read_range(pf, groups, shard, columns):
             ctx.check_cancelled()
             reasons = None
