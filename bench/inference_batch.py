@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import subprocess
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,13 @@ def _store_rows(stack: Stack, store_url: str, frame: pd.DataFrame) -> str:
     return str(record["id"])
 
 
+def _seconds(call: Callable[[], Any]) -> float:
+    """Wall seconds of one call."""
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
 def warm(stack: Stack, model: str, processes: int, features: int) -> list[str]:
     """Submit one-row predict jobs that load the model in the cpu pool's processes (not waited for here):
     the figure is the steady state of the pool's model cache, as the ceiling's is of a loaded model."""
@@ -56,24 +64,23 @@ def figures(stack: Stack, store_url: str, model: str, predictor: Any, cpu_pool: 
     x = np.random.default_rng(7).normal(size=(n, features)).astype(np.float32)
     dataset = _store_rows(stack, store_url, pd.DataFrame(x, columns=[f"f{i}" for i in range(features)]))
 
+    runs = 1 if quick else 3  # best of three: on shared cores one run may catch someone else's burst
     predictor.forward(x[:1024])  # warm
-    started = time.perf_counter()
-    predictor.forward(x)
-    ceiling = n / (time.perf_counter() - started)
+    ceiling = n / min(_seconds(lambda: predictor.forward(x)) for _ in range(runs))
 
     job = {"type": "predict", "params": {"model": model, "dataset": dataset}}
     run_job(stack.url, job)  # every process of the pool has the model loaded after this one (not timed)
     pids = process_tree([cpu_pool.pid])
     reset_peaks(pids)
-    started = time.perf_counter()
-    record = run_job(stack.url, job)
-    seconds = time.perf_counter() - started
+    records: list[dict[str, Any]] = []
+    seconds = min(_seconds(lambda: records.append(run_job(stack.url, job))) for _ in range(runs))
     peak = peak_rss_mb(process_tree([cpu_pool.pid]))
+    record = records[-1]
     shards = record["result"].get("shards") or 1
     rate = n / seconds
     note = (f"{n:,} x {features} Parquet in the store -> predictions.parquet in the store, {shards} "
-            f"shards on the cpu pool, submit to final record {seconds:.2f} s; the ceiling is "
-            "Predictor.forward over the same rows in memory in this process")
+            f"shards on the cpu pool, submit to final record {seconds:.2f} s (best of {runs}); the "
+            "ceiling is Predictor.forward over the same rows in memory in this process (best of as many)")
     return [Figure("inference.batch_predict.rows", "rows/s", rate, note=note),
             Figure("inference.batch_compiled_ceiling.rows", "rows/s", ceiling),
             Figure("inference.batch_predict.peak_rss", "MiB", peak,

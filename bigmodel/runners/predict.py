@@ -102,9 +102,8 @@ def _predict_rows(ctx: JobContext, predictor: Any, transform: dict[str, Any], pf
     missing = ctx.params.get("missing") or "null"
     total = shard[1] - shard[0]
     written = null_rows = 0
-    with ExitStack() as stack:
-        schema = predictions.schema(task, classes, predictor.n_outputs)
-        writer = stack.enter_context(pa_parquet.ParquetWriter(str(path), schema, **write_options(schema)))
+    schema = predictions.schema(task, classes, predictor.n_outputs)
+    with pa_parquet.ParquetWriter(str(path), schema, **write_options(schema)) as writer:
         for first, block in read_range(pf, groups, shard, columns):
             ctx.check_cancelled()
             reasons = None
