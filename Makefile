@@ -48,8 +48,9 @@ fuzz: $(STAMP)  ## schemathesis with many examples per route (make test runs a f
 	BIGMODEL_FUZZ_EXAMPLES=$${BIGMODEL_FUZZ_EXAMPLES:-200} TF_CPP_MIN_LOG_LEVEL=2 \
 		$(PY) -m pytest -q --timeout 3600 tests/integration/test_api_fuzz.py
 
-lint: $(STAMP)  ## ruff, bandit over the code, pip-audit over the installed environment
+lint: $(STAMP)  ## ruff, mypy, bandit over the code, pip-audit over the installed environment
 	$(VENV)/bin/ruff check bigmodel api workers tests bench
+	$(VENV)/bin/mypy bigmodel api workers
 	$(PY) -m pip install -q -e '.[audit]'
 	$(VENV)/bin/bandit -q -c pyproject.toml -r bigmodel api workers
 	$(PY) .ci/audit.py

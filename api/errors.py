@@ -10,7 +10,7 @@ import redis
 from flask import Flask, Response, has_request_context, json, request
 from werkzeug.exceptions import HTTPException
 
-from bigmodel.errors import BigModelError, RedisUnavailable, ValidationFailed
+from bigmodel.errors import BigModelError, QuotaExceeded, RedisUnavailable, ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,10 @@ def _bigmodel(exc: BigModelError) -> Response:
     extra: dict[str, Any] = {}
     if isinstance(exc, ValidationFailed):
         extra["errors"] = exc.errors
-    headers = {"Retry-After": "5"} if exc.status == 503 else None
+    if isinstance(exc, QuotaExceeded):  # the body names the limit: {limit, max, setting}
+        extra.update({k: v for k, v in exc.extra.items() if k != "retry_after"})
+    retry_after = exc.extra.get("retry_after", 5)
+    headers = {"Retry-After": str(retry_after)} if exc.status in (429, 503) else None
     return problem(exc.status, exc.title, exc.message, exc.code, headers, **extra)
 
 

@@ -48,7 +48,7 @@ def submit_job(s: Services, tenant_name: str, body: dict[str, Any],
     if created:
         # Accepted once recorded: a job the broker refuses now stays unpublished and the reaper
         # publishes it within a lease period, so the answer is 202 either way.
-        s.jobs.publish(record["id"])
+        s.jobs.publish(record["id"], record)
         s.metrics.submitted(job["type"], job["queue"])  # type: ignore[attr-defined]
     return record, created
 

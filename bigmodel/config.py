@@ -229,7 +229,7 @@ def _serving_settings(env: Mapping[str, str]) -> dict[str, Any]:
     shard_rows = _int(env, "BIGMODEL_PREDICT_SHARD_ROWS", 250_000)
     if shard_rows < 1:
         raise ConfigError("BIGMODEL_PREDICT_SHARD_ROWS must be at least 1")
-    out = {
+    out: dict[str, Any] = {
         "infer_timeout": _float(env, "BIGMODEL_INFER_TIMEOUT", 30.0),
         "infer_max_batch": _int(env, "BIGMODEL_INFER_MAX_BATCH", 64),
         "infer_max_wait_ms": _float(env, "BIGMODEL_INFER_MAX_WAIT_MS", 2.0),

@@ -164,6 +164,15 @@ class RedisUnavailable(ServiceUnavailable):
     title = "Redis unavailable"
 
 
+class QuotaExceeded(BigModelError):
+    """A tenant holds as many queued jobs as it may; it may submit again once some of them ran."""
+
+    status = 429
+    title = "Quota exceeded"
+    code = "quota_exceeded"
+    retryable = True
+
+
 class AnswerTimeout(BigModelError):
     """A synchronous request (online inference) got no answer within its timeout."""
 

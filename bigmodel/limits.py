@@ -39,6 +39,15 @@ BOUNDS: Mapping[str, Bound] = {b.field: b for b in (
           "bytes in a JSON body of the job and model routes (a job's params are kept in Redis)"),
 )}  # fmt: skip
 RATES: Mapping[str, str] = {"submit_rate": "BIGMODEL_RATE_SUBMIT", "infer_rate": "BIGMODEL_RATE_INFER"}
+# Per-tenant caps on jobs, counted in Redis (so every API process and worker shares them).
+QUOTAS: Mapping[str, Bound] = {b.field: b for b in (
+    Bound("tenant_queued", "BIGMODEL_TENANT_MAX_QUEUED",
+          "queued jobs of one tenant (a submission past it answers 429)"),
+    Bound("tenant_running", "BIGMODEL_TENANT_MAX_RUNNING",
+          "jobs of one tenant running or on a queue at once (the rest wait in the tenant's line)"),
+    Bound("tenant_gpu_jobs", "BIGMODEL_TENANT_MAX_GPU_JOBS",
+          "GPU jobs of one tenant running or on a queue at once"),
+)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,9 @@ class Limits:
     sweep_trials: int = 256
     body_bytes: int = 64 * 1024 * 1024
     json_bytes: int = 8 * 1024 * 1024  # room for a predict job's inline_rows of a few dozen features
+    tenant_queued: int = 10_000
+    tenant_running: int = 1_000
+    tenant_gpu_jobs: int = 1_000
     submit_rate: str | None = "3000/minute"  # POST /v1/jobs and POST /v1/datasets, per tenant
     infer_rate: str | None = "120000/minute"  # /v2/.../infer and :predict, per tenant
 
@@ -65,14 +77,20 @@ class Limits:
         """Read every BIGMODEL_MAX_* and BIGMODEL_RATE_* setting; defaults for the rest."""
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(BOUNDS[f.name].setting if f.name in BOUNDS else RATES[f.name], "").strip()
+            raw = env.get(setting_of(f.name), "").strip()
             if raw:
                 values[f.name] = _rate(RATES[f.name], raw) if f.name in RATES else _bound(f.name, raw)
         return cls(**values)
 
 
+def setting_of(name: str) -> str:
+    """The BIGMODEL_* setting of a Limits field."""
+    bound = BOUNDS.get(name) or QUOTAS.get(name)
+    return bound.setting if bound else RATES[name]
+
+
 def _bound(name: str, raw: str) -> int | float:
-    setting = BOUNDS[name].setting
+    setting = setting_of(name)
     kind = float if isinstance(getattr(Limits, name), float) else int
     try:
         value = kind(raw)

@@ -27,7 +27,7 @@ class JobSubmission(Strict):
     type: str = Field(description="job type, e.g. preprocess, train, evaluate, predict, pipeline, ping")
     params: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(5, ge=0, le=9, description="0 (lowest) to 9 (highest)")
-    resources: Resources = Field(default_factory=Resources)
+    resources: Resources = Field(default_factory=lambda: Resources.model_validate({}))
 
 
 class PingParams(BaseModel):
@@ -66,7 +66,7 @@ class PreprocessParams(Strict):
     task: Literal["binary", "multiclass", "regression"] | None = None
     dropna: bool = True
     normalize: Literal["standard", "minmax", "l2", "none"] = "standard"
-    split: SplitSpec = Field(default_factory=SplitSpec)
+    split: SplitSpec = Field(default_factory=lambda: SplitSpec.model_validate({}))
     seed: int = 0
     max_categories: int = Field(50, ge=2, le=10_000)
 

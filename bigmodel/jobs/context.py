@@ -61,7 +61,7 @@ class JobContext:
             return None
         if self._children is None:
             by_id = {r["id"]: r for r in self.jobs.records(ids, self.tenant)}
-            self._children = [by_id[i] for i in ids if i in by_id]
+            self._children = [by_id[c] for c in ids if c in by_id]
         return self._children
 
     def fan_out(self, children: list[dict[str, Any]], weights: list[int] | None = None) -> NoReturn:
@@ -85,8 +85,8 @@ class JobContext:
         if outcome == "superseded":
             self.current = False
             raise Superseded("another attempt has taken this job over; this one commits nothing")
-        for i in ids:
-            self.jobs.publish(i)
+        for child in ids:
+            self.jobs.publish(child)
         raise FannedOut(f"waiting for {len(ids)} child jobs")
 
     def child_artifact(self, child: dict[str, Any], name: str) -> str:

@@ -68,7 +68,7 @@ def execute(job_id: str, *, jobs: Jobs, store: Store, settings: Settings, worker
     claim = jobs.claim(job_id, worker)
     if not claim.claimed:
         return claim.outcome  # held by another attempt, finished, or unknown: this message is spent
-    record = retry_transient(lambda: jobs.get(job_id), what=f"read job {job_id}")
+    record = claim.record or retry_transient(lambda: jobs.get(job_id), what=f"read job {job_id}")
     ctx = JobContext(record, jobs, store, worker, settings, attempt=claim.attempt)
     keeper = LeaseKeeper(jobs, ctx)
     keeper.start()

@@ -44,6 +44,7 @@ class Claim:
 
     outcome: str
     attempt: int = 0
+    record: dict[str, Any] | None = None  # the claimed job's record, read in the same step
 
     @property
     def claimed(self) -> bool:

@@ -50,6 +50,9 @@ class Reaper:
             outcomes[outcome] += 1
             if outcome not in ("alive", "gone"):
                 log.info("reaper: job %s -> %s", job_id, outcome)
+        admitted = self.jobs.admit_waiting()  # room made by workers that joined
+        if admitted:
+            outcomes["admitted"] += admitted
         for job_id in self.jobs.unpersisted(older_than=2 * self.jobs.lease_seconds, limit=self.batch):
             outcomes["persisted" if self.jobs.persist(job_id) else "unpersisted"] += 1
         return outcomes

@@ -14,12 +14,14 @@ import redis
 
 from bigmodel.clock import now_iso
 from bigmodel.config import Settings
-from bigmodel.errors import Conflict, InvalidRequest, NotFound
+from bigmodel.errors import Conflict, InvalidRequest, NotFound, QuotaExceeded
 from bigmodel.jobs import scripts
 from bigmodel.jobs.archive import Archive, attempt_folder
 from bigmodel.jobs.fields import FINAL_STATES, Claim, Sender, Signals, decode, encode, text
-from bigmodel.jobs.presence import queue_keys
+from bigmodel.jobs.presence import Presence, queue_keys
 from bigmodel.jobs.states import TERMINAL, JobState
+from bigmodel.jobs.waiting import Reason, RecentWorkers, waiting
+from bigmodel.limits import setting_of
 from bigmodel.names import is_event_id, is_job_id
 from bigmodel.rebuild import ensure_index, epoch_of
 from bigmodel.retrying import retry_transient
@@ -32,6 +34,7 @@ Ids = list[str]
 Events = list[tuple[str, dict[str, Any]]]
 Page = tuple[list[dict[str, Any]], str | None]
 Artifacts = list[dict[str, Any]]
+Records = list[dict[str, Any]]
 
 
 class Jobs:
@@ -57,9 +60,12 @@ class Jobs:
         self.deadlines_key = f"{prefix}:deadlines"
         self.persist_key = f"{prefix}:persist"
         self.metrics = RedisMetrics(client, prefix)
+        self.limits = settings.limits
+        self.workers = RecentWorkers(Presence(client, prefix))
+        self.lines_key = f"{prefix}:lines"
         self._scripts = {name: client.register_script(getattr(scripts, name)) for name in (
             "CREATE", "PUBLISHED", "DELIVERED", "CLAIM", "RENEW", "PROGRESS", "LOG", "FINISH", "HAND_BACK",
-            "REQUEST_HANDOVER", "CANCEL", "REAP", "RECHECK", "FAN_OUT")}
+            "REQUEST_HANDOVER", "CANCEL", "REAP", "RECHECK", "FAN_OUT", "ADMIT", "ADMIT_NEXT")}
 
     # keys -----------------------------------------------------------------
     def key(self, job_id: str) -> str:
@@ -73,6 +79,20 @@ class Jobs:
     def index_key(self, tenant: str) -> str:
         """The sorted set of a tenant's job ids by creation time."""
         return f"{self.prefix}:t:{tenant}:jobs"
+
+    def quota_keys(self, tenant: str, queue: str, gpu: bool) -> dict[str, Any]:
+        """The tenant's sets a job is counted in, and its line on the job's queue (see scripts.ADMIT)."""
+        base = f"{self.prefix}:t:{tenant}"
+        gpu_set = [f"{base}:admitted:gpu"] if gpu else []
+        admitted = [f"{base}:admitted:{queue}", f"{base}:admitted", *gpu_set]
+        return {"queued": f"{base}:queued", "admitted": admitted, "line": f"{base}:line:{queue}",
+                "lines": self.lines_key, "member": f"{tenant}/{queue}"}
+
+    def slots(self, queue: str) -> int:
+        """How many of one tenant's jobs may be on `queue` at once: its worker processes, plus one ready
+        for the next free process. With no worker online, only the tenant's running cap applies."""
+        processes = sum(int(w.get("concurrency", 1)) for w in self.workers() if queue in w.get("queues", []))
+        return processes + 1 if processes else self.limits.tenant_running
 
     def _final_keys(self, job_id: str) -> list[str]:
         return [self.key(job_id), self.events_key(job_id), self.deadlines_key, self.persist_key]
@@ -103,21 +123,30 @@ class Jobs:
         idem = f"{self.prefix}:t:{tenant}:idem:{digest}" if idempotency_key else ""
         fields = {k: encode(k, v) for k, v in record.items()}
         fields["published"] = "false"
+        quota = self.quota_keys(tenant, queue, bool((resources or {}).get("gpu")))
+        fields["quota"] = json.dumps(quota)
         if parent is not None:
             fields["parent_key"] = json.dumps(self.key(parent))
             fields["weight"] = json.dumps(weight)
         now = time.time()
         created, existing_id = self._run(
             "CREATE", [self.key(job_id), self.index_key(tenant), idem, self.events_key(job_id),
-                       self.deadlines_key],
+                       self.deadlines_key, quota["queued"]],
             [job_id, now * 1e6, json.dumps(fields), self.idempotency_ttl, record["created_at"],
-             self.grace_ms, self.index_limit, (now - self.job_ttl) * 1e6, self.event_limit],
+             self.grace_ms, self.index_limit, (now - self.job_ttl) * 1e6, self.event_limit,
+             self.limits.tenant_queued],
         )
+        if created == -1:
+            cap = self.limits.tenant_queued
+            raise QuotaExceeded(
+                f"tenant {tenant!r} has {existing_id} queued jobs, its limit ({setting_of('tenant_queued')}"
+                f"={cap}); submit again once some of them have started",
+                limit="tenant_queued", max=cap, setting=setting_of("tenant_queued"), retry_after=5)
         if not created:
             return self.get(text(existing_id), tenant), False
         return record, True
 
-    def publish(self, job_id: str) -> bool:
+    def publish(self, job_id: str, record: dict[str, Any] | None = None) -> bool:
         """Put a queued job's message on its queue and mark it published; False if it could not be sent.
 
         A job left unpublished (the broker refused, this process died) is published by the reaper
@@ -126,15 +155,47 @@ class Jobs:
         if self.send is None:
             raise RuntimeError("this Jobs has no sender: it cannot publish")
         try:
-            record = self.get(job_id)
-            if record["state"] != JobState.QUEUED.value:
-                return False
+            record = record or self.get(job_id)  # a caller that just wrote the record saves a read
+            if self.admit(record) != "send":
+                return False  # not queued, or waiting in its tenant's line (admit_next publishes it)
             self.send(record)
             self._run("PUBLISHED", [self.key(job_id), self.deadlines_key], [job_id, self.check_ms])
             return True
         except Exception as exc:  # noqa: BLE001 - any broker failure: the reaper publishes it later
             log.warning("could not publish job %s (%s); the reaper will", job_id, type(exc).__name__)
             return False
+
+    def admit(self, record: dict[str, Any]) -> str:
+        """The tenant's turn for a queued job: 'send' (admitted), 'lined' (in its tenant's line) or 'no'."""
+        queue, tenant = record["queue"], record["tenant"]
+        score = (9 - int(record["priority"])) * 1e13 + epoch_of(record["created_at"]) * 1000
+        told = waiting(Reason.TENANT_QUOTA, f"waits its turn in tenant {tenant}'s line: the tenant has as "
+                       f"many jobs on the {queue} queue or running as it may ({setting_of('tenant_running')}"
+                       f"={self.limits.tenant_running}, or the {queue} pool's processes + 1); it goes onto "
+                       "the queue when one of them ends")
+        return text(self._run("ADMIT", [self.key(record["id"]), self.deadlines_key],
+                              [record["id"], self.slots(queue), self.limits.tenant_running,
+                               self.limits.tenant_gpu_jobs, score, json.dumps(told)]))
+
+    def admit_next(self, tenant: str, queue: str, most: int = 100) -> Ids:
+        """Publish the heads of a tenant's line on `queue` while the tenant has room there."""
+        quota = self.quota_keys(tenant, queue, False)
+        ids = [text(i) for i in self._run(
+            "ADMIT_NEXT", [quota["line"], self.lines_key, self.deadlines_key],
+            [quota["member"], self.slots(queue), self.limits.tenant_running, self.limits.tenant_gpu_jobs,
+             self.grace_ms, f"{self.prefix}:job:", most])]
+        if self.send is not None:
+            for job_id in ids:
+                self.publish(job_id)
+        return ids
+
+    def admit_waiting(self) -> int:
+        """admit_next for every tenant and queue with a line (the reaper's pass: workers that joined)."""
+        admitted = 0
+        for member in self.r.smembers(self.lines_key):
+            tenant, _, queue = text(member).partition("/")
+            admitted += len(self.admit_next(tenant, queue))
+        return admitted
 
     def delivered(self, job_id: str, node: str) -> bool:
         """A worker took the job's message: if nobody claims the job soon, the reaper publishes it again."""
@@ -200,8 +261,9 @@ class Jobs:
         keys = [self.key(job_id), self.events_key(job_id), self.deadlines_key]
         args = [job_id, worker, int(self.lease_seconds * 1000), now_iso(), token, self.event_limit]
         answer: Any = retry_transient(lambda: self._run("CLAIM", keys, args), what=f"claim {job_id}")
-        outcome, attempt = answer
-        return Claim(text(outcome), int(attempt or 0))
+        outcome, attempt, *flat = answer
+        record = decode(dict(zip(flat[::2], flat[1::2], strict=True))) if flat else None
+        return Claim(text(outcome), int(attempt or 0), record)
 
     def renew(self, job_id: str, attempt: int) -> bool:
         """Extend the lease of this attempt; False when it is no longer the job's current attempt."""
@@ -269,9 +331,13 @@ class Jobs:
         outcome = text(retry_transient(lambda: self._run("FAN_OUT", keys, args), what=f"fan out {job_id}"))
         if outcome == "wake" and self.send is not None:
             self.publish(job_id)
+        elif outcome == "waiting":
+            tenant, queue = self.r.hmget(self.key(job_id), ["tenant", "queue"])
+            # its slot is free for its children and its tenant's other jobs
+            self.admit_next(json.loads(tenant or "null"), json.loads(queue or "null"))
         return outcome
 
-    def records(self, job_ids: Ids, tenant: str) -> list[dict[str, Any]]:
+    def records(self, job_ids: Ids, tenant: str) -> Records:
         """The records of several jobs in one round trip (from the store for those Redis no longer has)."""
         pipe = self.r.pipeline(transaction=False)
         for job_id in job_ids:
@@ -391,10 +457,13 @@ class Jobs:
         # The one place where a job is known to have just become final: exactly once per job, by
         # whoever's script made it final (a metric counted here counts each job once; `persist`
         # may run again for the same job when the reaper retries a failed store write).
-        record = decode(self.r.hgetall(self.key(job_id)))
+        raw = self.r.hgetall(self.key(job_id))
+        record = decode(raw)
         if record.get("id"):
             self.metrics.job_ended(record)
-        self.persist(job_id)
+        self.persist(job_id, raw)
+        if record.get("tenant") and record.get("queue"):
+            self.admit_next(record["tenant"], record["queue"])  # its slot goes to the next in its line
         if record.get("parent") and self.send is not None:
             self.publish(record["parent"])  # the last child woke its parent (publish skips it otherwise)
         if record.get("children") and record.get("state") != JobState.SUCCEEDED.value:
@@ -410,13 +479,13 @@ class Jobs:
             if outcome == "cancelled-now":
                 self._became_final(child)
 
-    def persist(self, job_id: str) -> bool:
+    def persist(self, job_id: str, raw: dict[Any, Any] | None = None) -> bool:
         """Write a final job's record and events to the store and drop the superseded attempts' files.
 
         A job that could not be written stays in the persist set, where the reaper finds it again.
-        True when written.
+        True when written. `raw` is the job's hash when the caller just read it.
         """
-        raw = self.r.hgetall(self.key(job_id))
+        raw = raw if raw is not None else self.r.hgetall(self.key(job_id))
         if not raw or text(raw.get(b"state", b"")) not in FINAL_STATES or self.archive is None:
             self.r.zrem(self.persist_key, job_id)
             return False

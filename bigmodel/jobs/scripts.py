@@ -35,12 +35,28 @@ local function field(job, name)
   if value == cjson.null then return nil end
   return value
 end
+-- The tenant's quota sets a job is counted in (the `quota` field, written at creation; absent on
+-- records older than quotas): queued jobs, admitted jobs (on a queue or running) per queue, in all,
+-- and GPU jobs; and the tenant's line on its queue, where it waits for admission.
+local function release(job, id)
+  local q = field(job, 'quota')
+  if not q then return end
+  for _, k in ipairs(q.admitted) do redis.call('SREM', k, id) end
+end
+-- Whether the tenant may have one more job admitted on this job's queue.
+local function has_room(q, slots, cap, gpu_cap)
+  return redis.call('SCARD', q.admitted[1]) < tonumber(slots)
+    and redis.call('SCARD', q.admitted[2]) < tonumber(cap)
+    and (not q.admitted[3] or redis.call('SCARD', q.admitted[3]) < tonumber(gpu_cap))
+end
 -- Back to the queue, unpublished: whoever requeues publishes next; the reaper does if it cannot.
 local function requeue(job, events, deadlines, id, grace_ms, ts, data, maxlen)
   redis.call('HSET', job, 'state', 'queued', 'worker', 'null', 'published', 'false',
              'handover_requested', 'false')
   redis.call('HDEL', job, 'claim_token', 'delivered_to', 'hard_deadline')
   redis.call('ZADD', deadlines, now_ms() + grace_ms, id)
+  local q = field(job, 'quota')
+  if q then redis.call('SADD', q.queued, id) end
   event(events, 'state', ts, data, maxlen)
 end
 -- A child of a fanned-out parent became final: count it on the parent; the last one wakes the
@@ -76,6 +92,12 @@ local function finalize(job, events, deadlines, persist, id, state, fields, ts, 
   redis.call('HDEL', job, 'claim_token', 'delivered_to')
   redis.call('ZREM', deadlines, id)
   redis.call('ZADD', persist, now_ms(), id)
+  local q = field(job, 'quota')
+  if q then
+    redis.call('SREM', q.queued, id)
+    redis.call('ZREM', q.line, id)
+    release(job, id)
+  end
   event(events, 'state', ts, data, maxlen)
   redis.call('EXPIRE', job, ttl)
   redis.call('EXPIRE', events, ttl)
@@ -84,17 +106,22 @@ local function finalize(job, events, deadlines, persist, id, state, fields, ts, 
 end
 """
 
-# Create a job unless the idempotency key already names one; trim the tenant's index.
-# KEYS: job, index, idempotency key ("" none), events, deadlines
+# Create a job unless the idempotency key already names one, or its tenant holds as many queued jobs
+# as it may; trim the tenant's index.
+# KEYS: job, index, idempotency key ("" none), events, deadlines, the tenant's queued set
 # ARGV: id, score, fields (JSON object of encoded fields), idempotency ttl, created_at, publish grace ms,
-#       index limit, oldest score kept, max events
+#       index limit, oldest score kept, max events, queued cap
+# Returns {1, id} created | {0, id} the job that exists | {-1, queued count} over the cap
 CREATE = PRELUDE + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end  -- a child made again by a re-run
 if KEYS[3] ~= '' then
   local existing = redis.call('GET', KEYS[3])
   if existing then return {0, existing} end
-  redis.call('SET', KEYS[3], ARGV[1], 'EX', tonumber(ARGV[4]))
 end
+local queued = redis.call('SCARD', KEYS[6])
+if queued >= tonumber(ARGV[10]) then return {-1, queued} end
+redis.call('SADD', KEYS[6], ARGV[1])
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], ARGV[1], 'EX', tonumber(ARGV[4])) end
 for k, v in pairs(cjson.decode(ARGV[3])) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[8])
@@ -103,6 +130,64 @@ if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, extra - 1) end
 event(KEYS[4], 'state', ARGV[5], {state='queued'}, ARGV[9])
 redis.call('ZADD', KEYS[5], now_ms() + tonumber(ARGV[6]), ARGV[1])
 return {1, ARGV[1]}
+"""
+
+# Admission, the tenant's turn: a queued job goes onto its queue only while its tenant has fewer
+# admitted jobs (on the queue or running) there than the queue has worker processes (plus one, ready
+# for the next free process), and fewer in all than its running cap (and GPU cap); otherwise it waits
+# in the tenant's line, in priority then arrival order, without a deadline (nothing is lost: it is
+# in Redis). So one tenant's backlog waits in its own line, and another tenant's job goes onto the
+# queue at once and starts at the next free process.
+# KEYS: job, deadlines; ARGV: id, slots, running cap, gpu cap, line score, waiting JSON
+# Returns 'send' (admitted: publish it) | 'lined' | 'no' (not queued)
+ADMIT = PRELUDE + """
+if redis.call('HGET', KEYS[1], 'state') ~= 'queued' then return 'no' end
+local q = field(KEYS[1], 'quota')
+if not q then return 'send' end
+local id = ARGV[1]
+if redis.call('SISMEMBER', q.admitted[2], id) == 1 then return 'send' end
+local head = redis.call('ZRANGE', q.line, 0, 0)[1]
+if has_room(q, ARGV[2], ARGV[3], ARGV[4]) and (not head or head == id) then
+  for _, k in ipairs(q.admitted) do redis.call('SADD', k, id) end
+  redis.call('ZREM', q.line, id)
+  if head then redis.call('HSET', KEYS[1], 'waiting', 'null') end
+  return 'send'
+end
+redis.call('ZADD', q.line, 'NX', tonumber(ARGV[5]), id)
+redis.call('SADD', q.lines, q.member)
+redis.call('ZREM', KEYS[2], id)
+local waiting = cjson.decode(ARGV[6])
+waiting['position'] = redis.call('ZRANK', q.line, id) + 1
+redis.call('HSET', KEYS[1], 'waiting', cjson.encode(waiting))
+return 'lined'
+"""
+
+# Admit the heads of a tenant's line on one queue while it has room (after one of its jobs ended).
+# Each admitted job gets a publish deadline: if its publisher dies, the reaper publishes it.
+# KEYS: line, lines, deadlines; ARGV: member, slots, running cap, gpu cap, grace ms, job key prefix, most
+# Returns the ids admitted
+ADMIT_NEXT = PRELUDE + """
+local admitted = {}
+while #admitted < tonumber(ARGV[7]) do
+  local head = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+  if not head then
+    redis.call('SREM', KEYS[2], ARGV[1])
+    break
+  end
+  local job = ARGV[6] .. head
+  local q = field(job, 'quota')
+  if redis.call('HGET', job, 'state') ~= 'queued' or not q then
+    redis.call('ZREM', KEYS[1], head)
+  else
+    if not has_room(q, ARGV[2], ARGV[3], ARGV[4]) then break end
+    for _, k in ipairs(q.admitted) do redis.call('SADD', k, head) end
+    redis.call('ZREM', KEYS[1], head)
+    redis.call('HSET', job, 'waiting', 'null', 'published', 'false')
+    redis.call('ZADD', KEYS[3], now_ms() + tonumber(ARGV[5]), head)
+    admitted[#admitted + 1] = head
+  end
+end
+return admitted
 """
 
 # The job's message is on its queue: look again later whether it is still there (a consumer that
@@ -144,7 +229,8 @@ return 1
 
 # Take a queued job: a new attempt with a lease. A retried claim (same token) answers the same.
 # KEYS: job, events, deadlines; ARGV: id, worker, lease ms, now (RFC 3339), token, max events
-# Returns {outcome, attempt}: 'claimed' | 'held' (another attempt runs it) | 'missing' | a final state
+# Returns {outcome, attempt, the record's fields and values... (when claimed)}:
+# outcome 'claimed' | 'held' (another attempt runs it) | 'missing' | a final state
 CLAIM = PRELUDE + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', 0} end
@@ -159,13 +245,17 @@ redis.call('HSET', KEYS[1], 'state', 'running', 'worker', cjson.encode(ARGV[2]),
            'started_at', cjson.encode(ARGV[4]), 'claim_token', cjson.encode(ARGV[5]),
            'handover_requested', 'false')
 redis.call('HDEL', KEYS[1], 'delivered_to')
+local q = field(KEYS[1], 'quota')
+if q then redis.call('SREM', q.queued, ARGV[1]) end
 local limits = field(KEYS[1], 'limits')
 if limits and limits['hard'] then
   redis.call('HSET', KEYS[1], 'hard_deadline', now + 1000 * tonumber(limits['hard']))
 end
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[1])
 event(KEYS[2], 'state', ARGV[4], {state='running', worker=ARGV[2], attempt=attempt}, ARGV[6])
-return {'claimed', attempt}
+local out = {'claimed', attempt}
+for _, v in ipairs(redis.call('HGETALL', KEYS[1])) do out[#out + 1] = v end  -- the record: no second read
+return out
 """
 
 # Extend the lease of the current attempt (even one that lapsed, if nobody acted on it yet).
@@ -204,6 +294,7 @@ redis.call('HSET', KEYS[1], 'children', ARGV[3], 'pending', pending, 'children_d
            'wake_grace_ms', ARGV[5], 'worker', 'null', 'awaiting', 'true')
 redis.call('HDEL', KEYS[1], 'claim_token', 'hard_deadline')
 redis.call('ZREM', KEYS[3], ARGV[1])
+release(KEYS[1], ARGV[1])  -- its slot goes to its children (and the tenant's other jobs)
 local total = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], 'progress', cjson.encode({stage='children', current=weight, total=total,
            percent=math.floor(10000 * weight / math.max(total, 1)) / 100,

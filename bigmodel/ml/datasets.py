@@ -312,7 +312,7 @@ class Datasets:
         ensure_index(self.r, self.index, self.store, "datasets", "meta.json",
                      lambda record: epoch_of(record.get("created_at")))
         top = f"({cursor}" if cursor else "+inf"
-        page = self.r.zrevrangebyscore(self.index, top, "-inf", start=0, num=limit + 1, withscores=True)
+        page: Any = self.r.zrevrangebyscore(self.index, top, "-inf", start=0, num=limit + 1, withscores=True)
         items = [r for r in (self._read(text(i)) for i, _ in page[:limit]) if r is not None]
         next_cursor = repr(page[limit - 1][1]) if len(page) > limit else None
         return items, next_cursor

@@ -9,6 +9,7 @@ from typing import Any
 import redis
 
 from bigmodel.clock import now_iso
+from bigmodel.connections import text
 from bigmodel.errors import InvalidRequest, NotFound, ServiceUnavailable
 from bigmodel.names import check_name
 from bigmodel.store import Store
@@ -137,7 +138,7 @@ class Registry:
     def names(self) -> list[str]:
         """Every model name of the tenant."""
         from_store = set(self.store.listdir("models"))
-        from_redis = {n.decode() for n in self.r.smembers(f"{self.prefix}:models")}
+        from_redis = {text(n) for n in self.r.smembers(f"{self.prefix}:models")}
         return sorted(from_store | from_redis)
 
     def versions(self, name: str) -> list[dict[str, Any]]:
@@ -161,7 +162,7 @@ class Registry:
         """Alias -> version, with `latest` computed."""
         raw = self.r.hgetall(self._key(name, "aliases"))
         if raw:
-            aliases = {k.decode(): int(v) for k, v in raw.items()}
+            aliases = {text(k): int(v) for k, v in raw.items()}
         else:
             aliases = self._stored_aliases(name).get("aliases", {})
         latest = self.latest(name)

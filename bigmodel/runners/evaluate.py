@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bigmodel.errors import DataError
 from bigmodel.jobs.context import JobContext
 from bigmodel.jobs.usage import rate
 from bigmodel.ml import data
@@ -19,6 +20,9 @@ def evaluate(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     predictor, meta = load_predictor(ctx, params["model"], params.get("version", "latest"))
     transform = meta["transform"]
     x, y = data.split_xy(datasets(ctx).frame(record["id"], params.get("split", "test")), transform)
+    if y is None:
+        raise DataError(f"dataset {record['id']} has no label column {transform.get('label')!r} "
+                        "to evaluate on")
     classes = transform.get("label_classes")
     started = time.perf_counter()
     metrics = evaluate_model(predictor.core, transform["task"], x, y, len(classes) if classes else None)

@@ -90,6 +90,9 @@ def test_random_kills_lose_nothing_and_run_nothing_twice(tmp_path: Path) -> None
             for i in range(12 * SCALE):
                 bodies.append({"type": "ping", "params": {"sleep": rng.choice([0, 1, 3]), "steps": 3,
                                                           "artifact": f"p{i}" if i % 2 else None, "n": i}})
+            for _ in range(SCALE):  # parents that fan out: their children run while workers die
+                bodies.append({"type": "ping", "params": {"children": [
+                    {"sleep": rng.choice([0, 1]), "steps": 2, "n": k} for k in range(3)]}})
             for i, source in enumerate([raw, *extra_raw]):
                 bodies.append({"type": "preprocess", "params": {"dataset": source, "label": "label",
                                                                 "seed": i + 100 * n}})
@@ -148,6 +151,9 @@ def test_random_kills_lose_nothing_and_run_nothing_twice(tmp_path: Path) -> None
                 [version] = version_folders(tmp_path / "store", name)
                 meta = json.loads((version / "meta.json").read_text())
                 assert meta["job"] == job and meta["version"] == record["result"]["version"] == 1
+            if record["children"]:  # every child ended succeeded, and the parent saw each once
+                assert [c["state"] for c in record["result"]["children"]] == ["succeeded"] * 3
+                assert [final_states(stack, c) for c in record["children"]] == [["succeeded"]] * 3
             if record["type"] == "predict":
                 assert [a["name"] for a in record["artifacts"]] == ["predictions.parquet"]
         assert [p.name for p in version_folders(tmp_path / "store", "base")] == ["1"]
