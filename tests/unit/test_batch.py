@@ -168,3 +168,21 @@ def test_row_groups_of_one_split_of_a_processed_dataset(tmp_path, monkeypatch) -
     np.testing.assert_array_equal(got, prepared.x[start:stop, 0])  # the split's rows, in order, once each
     with pytest.raises(DataError, match="no 'holdout' split"):
         RowGroups.of(pf, "holdout")
+
+
+def test_shard_size_setting_and_rows_param_are_checked() -> None:
+    from bigmodel.config import Settings
+    from bigmodel.errors import ConfigError, ValidationFailed
+    from bigmodel.jobs.jobtypes import validate_params
+
+    assert Settings.from_env({}).predict_shard_rows == 250_000
+    assert Settings.from_env({"BIGMODEL_PREDICT_SHARD_ROWS": "50000"}).predict_shard_rows == 50_000
+    with pytest.raises(ConfigError, match="BIGMODEL_PREDICT_SHARD_ROWS"):
+        Settings.from_env({"BIGMODEL_PREDICT_SHARD_ROWS": "0"})
+    dataset = "a" * 64
+    params = validate_params("predict", {"model": "m", "dataset": dataset, "rows": [0, 10]})
+    assert params["rows"] == [0, 10] and params["missing"] == "null"
+    for bad in ({"rows": [10, 10]}, {"rows": [-1, 5]}, {"rows": [0, 1, 2]}, {"missing": "drop"},
+                {"rows": [0, 5], "dataset": None, "instances": [[1.0]]}):
+        with pytest.raises(ValidationFailed):
+            validate_params("predict", {"model": "m", "dataset": dataset, **bad})
