@@ -1,6 +1,6 @@
-"""Given a stack whose predict jobs shard at 50,000 rows, batch predictions are the same sharded or not,
-rows the model cannot take get a null prediction and a reason (or are imputed, or fail the job), and a
-failed shard fails its parent with the shard named."""
+"""Given a stack whose predict jobs shard at 50,000 rows, batch predictions are the same sharded or not
+(raw datasets and one split of a processed one), rows the model cannot take get a null prediction and a
+reason (or are imputed, or fail the job), and a failed shard fails its parent with the shard named."""
 
 from __future__ import annotations
 
@@ -149,3 +149,27 @@ def test_a_failed_shard_fails_the_parent_naming_it(batch) -> None:
     message = record["error"]["message"]
     assert record["error"]["type"] == "shard_failed", record["error"]
     assert "shard 2 of 3" in message and "column 'a'" in message and "(row 70000)" in message, message
+
+
+def test_sharded_predict_on_one_split_of_a_processed_dataset(batch) -> None:
+    stack, serving, _ = batch
+    raw = upload(stack.url, table(150_000, 3))
+    job = submit(stack.url, {"type": "preprocess", "params": {"dataset": raw, "label": "y"}}).json()
+    processed = wait_for(stack.url, job["id"], timeout=180)
+    assert processed["state"] == "succeeded", processed["error"]
+    dataset = processed["result"]["dataset"]
+
+    sharded = predict(stack.url, dataset=dataset, split="train")
+    rows = sharded["result"]["rows"]
+    whole = predict(stack.url, dataset=dataset, split="train", rows=[0, rows])
+    assert sharded["result"]["shards"] == 3 and rows == processed["result"]["rows"]["train"]
+    got = predictions(stack.url, sharded)
+    pd.testing.assert_frame_equal(got, predictions(stack.url, whole))
+
+    from bigmodel.ml.datasets import Datasets
+    from bigmodel.store import Store
+
+    stored = Datasets(stack.redis.client(), Store(str(stack.store)), "default")
+    x, _ = stored.arrays(dataset, ("train",))["train"]
+    want = serving.get_layer("core")(x[-500:]).numpy().reshape(-1)
+    np.testing.assert_allclose(got["probability"].to_numpy()[-500:], want, rtol=1e-5, atol=1e-6)
