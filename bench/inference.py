@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import redis
 
+from bench import inference_batch
 from bench.harness import Figure, Load, drive
 from bigmodel.stats import RedisMetrics
 from tests.services import RedisServer, Stack
@@ -55,8 +56,9 @@ def _timed(call: Callable[[], Any], n: int) -> float:
 
 
 @contextmanager
-def _environment(root: Path, quick: bool) -> Iterator[tuple[Stack, str, int]]:
-    """A private Redis and store with the model published; the API, the infer pool, a Celery worker."""
+def _environment(root: Path, quick: bool) -> Iterator[tuple[Stack, str, int, subprocess.Popen[bytes]]]:
+    """A private Redis and store with the model published; the API, the infer pool, the cpu pool (batch
+    predict), a Celery worker."""
     server = RedisServer(root / "redis")
     server.start()
     store = root / "store"
@@ -66,20 +68,23 @@ def _environment(root: Path, quick: bool) -> Iterator[tuple[Stack, str, int]]:
     frame["label"] = (frame["f0"] + frame["f1"] > 0).astype(int)
     version, _, _ = publish(server.url, str(store), "default", MODEL, frame, "label", hidden=(64, 32),
                             epochs=1 if quick else 2)
-    stack = Stack(server, store)
+    stack = Stack(server, store, env=inference_batch.shard_env(quick))
     celery = None
     try:
         stack.start(pools=())
         stack.spawn("worker", "--pool", "infer", "--concurrency", str(PROCESSES), "--loglevel", "WARNING",
                     log="infer.log")
+        cpu_pool = stack.spawn("worker", "--pool", "cpu", "--concurrency", str(PROCESSES), "--loglevel",
+                               "WARNING", log="worker.log")
         _wait_servers(stack, PROCESSES)
+        stack.wait_ready(("cpu",))
         celery = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "bench.inference_tasks", "worker", "-c", str(PROCESSES),
              "-P", "prefork", "-Q", "bench_baseline", "--without-gossip", "--without-mingle",
              "--without-heartbeat", "--loglevel", "WARNING"],
             cwd=ROOT, env=stack.env, stdout=open(root / "celery.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
             start_new_session=True)
-        yield stack, str(store), version
+        yield stack, str(store), version, cpu_pool
     finally:
         if celery is not None:
             celery.terminate()
@@ -183,7 +188,8 @@ def run(quick: bool) -> list[Figure]:
     """Every row of the table, then the targets as ratios of rows from this run."""
     seconds = 1.0 if quick else 15.0
     figures: list[Figure] = []
-    with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp), quick) as (stack, store_url, version):
+    with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp), quick) as (stack, store_url, version,
+                                                                                  cpu_pool):
         os.environ["BIGMODEL_REDIS_URL"] = stack.redis.url
         os.environ["BIGMODEL_STORE_URL"] = store_url
         from bench import inference_tasks
@@ -191,6 +197,8 @@ def run(quick: bool) -> list[Figure]:
         from bigmodel.store import Store
 
         rows = _rows(512)
+        # Quick mode overlaps the cpu pool's warm-up (importing TensorFlow, loading the model) with the rest.
+        warming = inference_batch.warm(stack, MODEL, PROCESSES, FEATURES) if quick else []
         folder = f"models/{MODEL}/{version}"
         meta = Store(store_url).tenant("default").read_json(f"{folder}/meta.json")
         predictor = Predictor.from_store(Store(store_url).tenant("default"), folder, meta["transform"])
@@ -227,6 +235,10 @@ def run(quick: bool) -> list[Figure]:
             figures += _load_figures(label, load, f"{PROCESSES} serving processes, {per} row(s) a request")
             figures.append(Figure(f"inference.{label}.rows", "rows/s", load.rate * per))
             figures.append(Figure(f"inference.{label}.mean_batch", "requests/pass", batches[label]))
+        if not quick:  # the cpu pool warms after the online figures, so that it does not disturb them
+            warming = inference_batch.warm(stack, MODEL, PROCESSES, FEATURES)
+        figures += inference_batch.figures(stack, store_url, MODEL, predictor, cpu_pool, FEATURES, quick,
+                                           warming)
 
     celery = {1: loads["celery_noop_c1"], 16: loads["celery_noop_c16"]}
     c1, c16, c64 = loads["v2_c1"], loads["v2_c16"], loads["v2_c64"]

@@ -91,20 +91,29 @@ def upload(url: str, path: Path, *, trailer: bytes = b"", timeout: float = 900) 
         conn.close()
 
 
-def run_job(url: str, body: dict[str, Any], timeout: float = 900, poll: float = 0.02) -> dict[str, Any]:
-    """Submit a job and poll until it is terminal; returns the final record (it must have succeeded)."""
+def submit_job(url: str, body: dict[str, Any]) -> str:
+    """Submit a job; returns its id."""
     response = requests.post(f"{url}/v1/jobs", json=body, timeout=30)
     response.raise_for_status()
-    job_id = response.json()["id"]
+    return str(response.json()["id"])
+
+
+def wait_job(url: str, job_id: str, timeout: float = 900, poll: float = 0.02) -> dict[str, Any]:
+    """Poll a job until it is terminal; returns the final record (it must have succeeded)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         record = requests.get(f"{url}/v1/jobs/{job_id}", timeout=30).json()
         if record["state"] in ("succeeded", "failed", "cancelled"):
             if record["state"] != "succeeded":
-                raise RuntimeError(f"job {body['type']} {record['state']}: {record.get('error')}")
+                raise RuntimeError(f"job {record['type']} {record['state']}: {record.get('error')}")
             return record  # type: ignore[no-any-return]
         time.sleep(poll)
     raise RuntimeError(f"job {job_id} did not finish in {timeout} s")
+
+
+def run_job(url: str, body: dict[str, Any], timeout: float = 900, poll: float = 0.02) -> dict[str, Any]:
+    """Submit a job and poll until it is terminal; returns the final record (it must have succeeded)."""
+    return wait_job(url, submit_job(url, body), timeout, poll)
 
 
 def running_seconds(record: dict[str, Any]) -> float:

@@ -115,6 +115,7 @@ class Settings:
     model_cache_items: int = 8
     model_cache_mb: int = 1024
     threads: int | None = None  # math threads per process; None: cores / processes of the pool
+    predict_shard_rows: int = 250_000  # a predict job on more rows fans out into shards of at most this
     # Bounds on costly parameters and per-tenant request rates (bigmodel/limits.py, docs/security.md).
     limits: Limits = field(default_factory=Limits)
     public_details: bool = False  # /readyz shows worker names to callers without a token
@@ -224,7 +225,10 @@ class Settings:
 
 
 def _serving_settings(env: Mapping[str, str]) -> dict[str, Any]:
-    """The online-inference and thread knobs, checked."""
+    """The online-inference, thread and batch-prediction knobs, checked."""
+    shard_rows = _int(env, "BIGMODEL_PREDICT_SHARD_ROWS", 250_000)
+    if shard_rows < 1:
+        raise ConfigError("BIGMODEL_PREDICT_SHARD_ROWS must be at least 1")
     out: dict[str, Any] = {
         "infer_timeout": _float(env, "BIGMODEL_INFER_TIMEOUT", 30.0),
         "infer_max_batch": _int(env, "BIGMODEL_INFER_MAX_BATCH", 64),
@@ -233,6 +237,7 @@ def _serving_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "model_cache_items": _int(env, "BIGMODEL_MODEL_CACHE_ITEMS", 8),
         "model_cache_mb": _int(env, "BIGMODEL_MODEL_CACHE_MB", 1024),
         "threads": _int(env, "BIGMODEL_THREADS", 0) or None,
+        "predict_shard_rows": shard_rows,
     }
     if out["infer_timeout"] <= 0 or out["infer_max_batch"] < 1 or out["infer_max_wait_ms"] < 0:
         raise ConfigError("BIGMODEL_INFER_TIMEOUT must be > 0, BIGMODEL_INFER_MAX_BATCH >= 1 and "

@@ -127,6 +127,13 @@ class Superseded(JobInterrupted):
     code = "superseded"
 
 
+class ShardFailed(BigModelError):
+    """A child job of a fanned-out job (a shard of a batch predict) failed or was cancelled."""
+
+    title = "A shard failed"
+    code = "shard_failed"
+
+
 class WorkerLost(BigModelError):
     """The job's worker died (or froze past its lease) too many times; the job is not tried again."""
 

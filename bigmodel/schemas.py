@@ -137,11 +137,22 @@ class PredictParams(Strict):
     dataset: str | None = Field(None, pattern=DATASET_ID_PATTERN)
     split: Literal["train", "validation", "test"] | None = None
     instances: list[list[Any] | dict[str, Any]] | None = Field(None, min_length=1)  # Limits.inline_rows
+    missing: Literal["fail", "null", "impute"] = Field(
+        "null", description="a row the model cannot take (a missing value it was not trained to fill, an "
+        "unseen category): fail the job, predict null with a reason, or fill from the train statistics")
+    rows: list[int] | None = Field(
+        None, min_length=2, max_length=2,
+        description="[start, stop) of the dataset's (or split's) rows: one shard, never split further")
 
     @model_validator(mode="after")
     def _one_input(self) -> PredictParams:
         if (self.dataset is None) == (self.instances is None):
             raise ValueError("give exactly one of 'dataset' or 'instances'")
+        if self.rows is not None:
+            if self.dataset is None:
+                raise ValueError("'rows' goes with 'dataset'")
+            if not 0 <= self.rows[0] < self.rows[1]:
+                raise ValueError("'rows' must be [start, stop) with 0 <= start < stop")
         return self
 
 

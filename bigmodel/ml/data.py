@@ -340,12 +340,18 @@ def _categories(column: Categories, train: np.ndarray) -> list[str]:
 
 
 def _encode_columns(columns: Columns, p: _Params, categorical: dict[str, Categories],
-                    categories: dict[str, list[str]], layout: _Layout) -> tuple[np.ndarray, dict[str, float]]:
-    """Second pass: each feature column encoded (imputed, one-hot) into the float32 matrix, split by split."""
+                    categories: dict[str, list[str]], layout: _Layout
+                    ) -> tuple[np.ndarray, dict[str, float], dict[str, Any]]:
+    """Second pass: each feature column encoded (imputed, one-hot) into the float32 matrix, split by split.
+
+    Also returns (impute, fill): the train medians filled in silently (dropna=false), and what a predict
+    job with missing=impute fills an unusable value with (the train median, or most frequent category).
+    """
     width = sum(len(categories[n]) if n in categories else 1 for n in p.features)
     x = np.zeros((len(layout.order), width), dtype=np.float32, order="F")
     n_train = len(layout.train)
     impute: dict[str, float] = {}
+    fill: dict[str, Any] = {}
     pos = 0
     for name in p.features:
         if name in categorical:
@@ -353,6 +359,8 @@ def _encode_columns(columns: Columns, p: _Params, categorical: dict[str, Categor
             index = lookup[categorical[name].codes[layout.order]]
             hit = np.flatnonzero(index >= 0)  # unseen categories stay all zeros
             x[hit, pos + index[hit]] = 1.0
+            counts = np.bincount(index[:n_train][index[:n_train] >= 0], minlength=len(categories[name]))
+            fill[name] = categories[name][int(np.argmax(counts))]
             pos += len(categories[name])
             continue
         values = _numeric_feature(columns.series(name), name)
@@ -365,9 +373,11 @@ def _encode_columns(columns: Columns, p: _Params, categorical: dict[str, Categor
             has_values = bool((~np.isnan(train)).any())
             impute[name] = float(np.nanmedian(train)) if has_values else 0.0
             column[np.isnan(column)] = impute[name]
+        # With dropna=true no train row is empty; with false the column is imputed already.
+        fill[name] = impute.get(name, float(np.median(column[:n_train])) if n_train else 0.0)
         x[:, pos] = column
         pos += 1
-    return x, impute
+    return x, impute, fill
 
 
 def fit_preprocess(table: pd.DataFrame | Columns, params: dict[str, Any]) -> Prepared:
@@ -393,11 +403,11 @@ def fit_preprocess(table: pd.DataFrame | Columns, params: dict[str, Any]) -> Pre
     if clashes:
         raise DataError(f"encoded feature name(s) {_names(clashes)} clash; rename the columns")
 
-    x, impute = _encode_columns(columns, p, categorical, categories, layout)
+    x, impute, fill = _encode_columns(columns, p, categorical, categories, layout)
     transform: dict[str, Any] = {
         "version": 1, "label": p.label, "task": task, "label_classes": classes,
         "columns": list(p.features), "numeric": [n for n in p.features if n not in categorical],
-        "categorical": categories, "features": features, "impute": impute,
+        "categorical": categories, "features": features, "impute": impute, "fill": fill,
         "normalize": p.normalize, "offset": None, "scale": None,
     }
     transform["offset"], transform["scale"] = fit_scaling(x[: len(layout.train)], p.normalize)

@@ -244,6 +244,12 @@ class Datasets:
                 yield fh
 
     @contextlib.contextmanager
+    def parquet_file(self, dataset_id: str) -> Iterator[pa_parquet.ParquetFile]:
+        """A stored dataset's Parquet, open to read row group by row group (what a batch predict reads)."""
+        with self._parquet(dataset_id) as source:
+            yield pa_parquet.ParquetFile(source)
+
+    @contextlib.contextmanager
     def columns(self, dataset_id: str) -> Iterator[ParquetColumns]:
         """A stored dataset's columns, each read from the file when asked for (what preprocess reads)."""
         with self._parquet(dataset_id) as source:

@@ -107,7 +107,7 @@ class _Widen(Exception):
         self.wider = wider
 
 
-def _write_options(schema: pa.Schema) -> dict[str, Any]:
+def write_options(schema: pa.Schema) -> dict[str, Any]:
     """ParquetWriter options: dictionary pages only where they pay (not for floats, which rarely repeat)."""
     return {"use_dictionary": [f.name for f in schema if not pa.types.is_floating(f.type)],
             "compression": "snappy"}
@@ -119,7 +119,7 @@ class _RowGroups:
     def __init__(self, sink: str, schema: pa.Schema, keep: list[str]) -> None:
         self.keep = keep
         self.schema = pa.schema([schema.field(n) for n in keep])
-        self.writer = pa_parquet.ParquetWriter(sink, self.schema, **_write_options(self.schema))
+        self.writer = pa_parquet.ParquetWriter(sink, self.schema, **write_options(self.schema))
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
         self.rows = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -100,46 +101,133 @@ def _column(df: pd.DataFrame, name: str) -> pd.Series:
     return column
 
 
+MISSING_MODES = ("fail", "null", "impute")  # what a predict job does with a row the model cannot take
+# Why a value is unusable: (the error `fail` raises at its first row, the reason `null` gives each row).
+UNUSABLE = {
+    "not_a_number": ("column {name}: value {value} (row {row}) does not parse as a finite number",
+                     "column {name}: not a finite number"),
+    "missing": ("column {name} has missing values (row {row}) and the model was trained with dropna=true",
+                "column {name}: missing value"),
+    "missing_category": ("column {name} has missing values (row {row}) and the model saw none in training",
+                         "column {name}: missing value"),
+    "unseen": ("column {name}: category {value} (row {row}) was never seen in training",
+               "column {name}: category never seen in training"),
+}
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Encoded rows, and per row why it cannot be predicted (None where it can)."""
+
+    x: np.ndarray  # float32 (rows, features); a row with a reason holds zeros where it was unusable
+    reasons: np.ndarray | None  # object array of str | None; None when every row is usable
+
+    @property
+    def bad(self) -> np.ndarray:
+        """Mask of the rows that get a null prediction."""
+        if self.reasons is None:
+            return np.zeros(len(self.x), dtype=bool)
+        return pd.notna(self.reasons)  # type: ignore[no-any-return]
+
+
+class _Unusable:
+    """The rows found unusable while columns are encoded: `fail` raises at the first, else they are noted."""
+
+    def __init__(self, rows: int, missing: str, first_row: int) -> None:
+        if missing not in MISSING_MODES:
+            raise DataError(f"unknown missing mode {missing!r}; expected one of {', '.join(MISSING_MODES)}")
+        self.missing = missing
+        self.first_row = first_row  # row numbers in messages count from the start of the dataset
+        self.reasons: np.ndarray | None = None
+        self.rows = rows
+
+    def can_fill(self, fill: dict[str, Any], name: str) -> bool:
+        """Whether unusable values of a column are filled from the train statistics (missing=impute)."""
+        return self.missing == "impute" and name in fill
+
+    def found(self, series: pd.Series, name: str, masks: dict[str, np.ndarray], filled: bool) -> None:
+        """Rows of each mask (by kind, see UNUSABLE) cannot be used as they are: raise at the column's first
+        such row (fail), or give them the reason unless they are filled."""
+        found = {kind: mask for kind, mask in masks.items() if mask.any()}
+        if not found:
+            return
+        if self.missing == "fail":
+            row, kind = min((int(np.argmax(mask)), kind) for kind, mask in found.items())
+            raise DataError(UNUSABLE[kind][0].format(name=repr(name), value=repr(series.iloc[row]),
+                                                     row=self.first_row + row))
+        if filled:
+            return
+        if self.reasons is None:
+            self.reasons = np.full(self.rows, None, dtype=object)
+        for kind, mask in found.items():
+            self.reasons[mask & pd.isna(self.reasons)] = UNUSABLE[kind][1].format(name=repr(name))
+
+
 def encode(df: pd.DataFrame, transform: dict[str, Any]) -> np.ndarray:
-    """Raw rows -> encoded float32 matrix (imputed, one-hot) in transform["features"] order, unnormalised."""
+    """Raw rows -> encoded float32 matrix (imputed, one-hot) in transform["features"] order, unnormalised.
+
+    What online inference takes: a missing number the transform does not impute is an error, and an
+    unseen category encodes as all zeros.
+    """
+    return _encode(df, transform, "fail", 0, unseen_fails=False).x
+
+
+def encode_rows(df: pd.DataFrame, transform: dict[str, Any], missing: str = "null",
+                first_row: int = 0) -> Encoded:
+    """The predict job's encoding: a row with a value the transform cannot take (a missing or unparsable
+    number it does not impute, an unseen category) fails the job (`fail`), gets a reason (`null`), or is
+    filled from the transform's train statistics (`impute`). first_row numbers the rows in errors."""
+    return _encode(df, transform, missing, first_row, unseen_fails=True)
+
+
+def _encode(df: pd.DataFrame, transform: dict[str, Any], missing: str, first_row: int,
+            unseen_fails: bool) -> Encoded:
     columns: list[str] = transform["columns"]
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise DataError(f"missing column(s) {', '.join(map(repr, missing))}; the model needs "
+    absent = [c for c in columns if c not in df.columns]
+    if absent:
+        raise DataError(f"missing column(s) {', '.join(map(repr, absent))}; the model needs "
                         f"{', '.join(map(repr, columns))}")
     numeric = set(transform["numeric"])
     impute: dict[str, float] = transform.get("impute") or {}
+    fill: dict[str, Any] = transform.get("fill") or {}
+    unusable = _Unusable(len(df), missing, first_row)
     out = np.zeros((len(df), len(transform["features"])), dtype=np.float32)
     pos = 0
     for name in columns:
         series = _column(df, name)
         if name in numeric:
             values, bad = parse_numeric(series)
-            if bad.any():
-                row = int(np.flatnonzero(bad)[0])
-                raise DataError(f"column {name!r}: value {series.iloc[row]!r} (row {row}) "
-                                "does not parse as a finite number")
-            null = np.isnan(values)
-            if null.any():
-                if name not in impute:
-                    row = int(np.flatnonzero(null)[0])
-                    raise DataError(f"column {name!r} has missing values (row {row}) "
-                                    "and the model was trained with dropna=true")
+            null = np.isnan(values) & ~bad
+            if name in impute:
                 values[null] = impute[name]
+                null[:] = False
+            filled = unusable.can_fill(fill, name)
+            unusable.found(series, name, {"not_a_number": bad, "missing": null}, filled)
+            unusable_values = bad | null
+            if unusable_values.any():
+                values[unusable_values] = fill[name] if filled else 0.0
             out[:, pos] = values
             pos += 1
         else:
             categories: list[str] = transform["categorical"][name]
             keys = category_keys(series)
-            keys[pd.isna(keys)] = MISSING
-            # Unseen categories get -1 and so stay all zeros.
+            null = pd.isna(keys)
+            keys[null] = MISSING
+            # Unseen categories get -1 and so stay all zeros (online; the predict job notes them).
             codes = pd.Index(categories, dtype=object).get_indexer(keys)
+            if unseen_fails:
+                unseen = codes < 0
+                filled = unusable.can_fill(fill, name) and fill[name] in categories
+                unusable.found(series, name, {"missing_category": unseen & null, "unseen": unseen & ~null},
+                               filled)
+                if filled:
+                    codes[unseen] = categories.index(fill[name])
             rows = np.flatnonzero(codes >= 0)
             out[rows, pos + codes[rows]] = 1.0
             pos += len(categories)
     if pos != out.shape[1]:
         raise DataError("the transform is inconsistent: its columns do not produce its feature list")
-    return out
+    return Encoded(out, unusable.reasons)
 
 
 def _blocks(x: np.ndarray) -> Iterator[tuple[slice, slice]]:

@@ -378,7 +378,8 @@ def test_transform_json_roundtrip_reapplies_identically() -> None:
     text = json.dumps(prepared.transform, allow_nan=False)
     assert json.loads(text) == prepared.transform
     assert set(prepared.transform) == {"version", "label", "task", "label_classes", "columns", "numeric",
-                                       "categorical", "features", "impute", "normalize", "offset", "scale"}
+                                       "categorical", "features", "impute", "fill", "normalize", "offset",
+                                       "scale"}
     assert_key_property(df, prepared)
 
 
