@@ -119,12 +119,6 @@ class Predictor:
             return index
         return _plain(self.label_classes[index])
 
-    def _class_names(self) -> list[str]:
-        """Column-safe class names, in class index order."""
-        if self.label_classes is None:
-            return [str(i) for i in range(self.n_outputs)]
-        return [str(c) for c in self.label_classes]
-
     def _decode(self, outputs: np.ndarray) -> tuple[np.ndarray, list[Any]]:
         """(scores, labels): binary -> P(class 1) per row; multiclass -> the probability rows."""
         out = np.asarray(outputs, dtype=np.float64)
@@ -147,17 +141,3 @@ class Predictor:
                 for row, lab in zip(scores, labels, strict=True)
             ]
         return [{"value": float(v)} for v in scores]
-
-    def outputs_to_columns(self, outputs: np.ndarray) -> dict[str, list[Any]]:
-        """Columns for a predictions table: probability+label, prob_<class>...+label, or prediction."""
-        scores, labels = self._decode(outputs)
-        if self.task == "binary":
-            return {"probability": [float(p) for p in scores], "label": labels}
-        if self.task == "multiclass":
-            columns: dict[str, list[Any]] = {
-                f"prob_{name}": [float(v) for v in scores[:, i]]
-                for i, name in enumerate(self._class_names())
-            }
-            columns["label"] = labels
-            return columns
-        return {"prediction": [float(v) for v in scores]}

@@ -435,8 +435,6 @@ def test_format_binary() -> None:
         {"probability": pytest.approx(0.9), "label": "yes"},
     ]
     assert all(type(r["probability"]) is float for r in rows)
-    cols = pred.outputs_to_columns(np.array([0.2, 0.9]))
-    assert cols == {"probability": [0.2, 0.9], "label": ["no", "yes"]}
     json.dumps(rows)
 
 
@@ -447,20 +445,15 @@ def test_format_multiclass_with_and_without_classes() -> None:
     assert [r["label"] for r in rows] == ["b", "a"]
     assert rows[0]["probabilities"] == pytest.approx([0.1, 0.7, 0.2])
     assert len(pred.predict_encoded(np.zeros((2, N_FEATURES)))[0]) == 3
-    cols = pred.outputs_to_columns(outputs)
-    assert list(cols) == ["prob_a", "prob_b", "prob_c", "label"]
-    assert cols["prob_b"] == pytest.approx([0.7, 0.3])
 
     anonymous = predictor("multiclass", 3, label_classes=None)
     assert [r["label"] for r in anonymous.format(outputs)] == [1, 0]
-    assert list(anonymous.outputs_to_columns(outputs)) == ["prob_0", "prob_1", "prob_2", "label"]
     json.dumps(anonymous.format(outputs))
 
 
 def test_format_regression() -> None:
     pred = predictor("regression")
     assert pred.format(np.array([[1.5], [-2.0]])) == [{"value": 1.5}, {"value": -2.0}]
-    assert pred.outputs_to_columns(np.array([[1.5]])) == {"prediction": [1.5]}
 
 
 def test_predictor_rejects_model_without_core() -> None:
