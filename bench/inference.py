@@ -186,7 +186,7 @@ def _load_figures(name: str, load: Load, note: str = "") -> list[Figure]:
 
 def run(quick: bool) -> list[Figure]:
     """Every row of the table, then the targets as ratios of rows from this run."""
-    seconds = 1.0 if quick else 15.0
+    seconds = 0.5 if quick else 15.0
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory() as tmp, _environment(Path(tmp), quick) as (stack, store_url, version,
                                                                                   cpu_pool):

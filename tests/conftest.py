@@ -7,14 +7,23 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import bench_quick
 from tests.services import RedisServer, Stack
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked after_all (the log audit) run once every other test has run."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked after_all (the log audit, the quick benchmarks) run once every other test has run;
+    the quick benchmarks start now, in the background."""
     items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)  # stable: order kept
+    bench_quick.start_if_collected(config, items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(bench_quick.KEY, None)
+    if run is not None:
+        run.stop()
 
 
 @pytest.fixture(scope="session")
