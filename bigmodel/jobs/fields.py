@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from bigmodel.connections import text
 from bigmodel.jobs.states import TERMINAL
 
@@ -34,8 +36,16 @@ def encode(field: str, value: Any) -> str:
 def decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
     """A record from the hash: every record field, None for those it lacks."""
     out = {text(k): v for k, v in raw.items()}
-    return {k: ((out[k].decode() if k == "state" else json.loads(out[k])) if k in out else None)
+    return {k: ((text(out[k]) if k == "state" else _loads(out[k])) if k in out else None)
             for k in RECORD_FIELDS}
+
+
+def _loads(raw: bytes | str) -> Any:
+    # orjson is several times faster; json reads what it refuses (NaN, as a diverged loss writes it).
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from tests.services import RedisServer
 
 pytestmark = pytest.mark.integration
 
-SECONDS = float(os.environ.get("BIGMODEL_CHAOS_SECONDS", "12"))
+SECONDS = float(os.environ.get("BIGMODEL_CHAOS_SECONDS", "8"))
 SCALE = int(os.environ.get("BIGMODEL_CHAOS_SCALE", "1"))  # multiplies the number of jobs in a wave
 WAVE = 40.0  # seconds between waves of jobs
 

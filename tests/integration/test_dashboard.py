@@ -66,7 +66,7 @@ def browser(chromium) -> Iterator[Browser]:  # type: ignore[no-untyped-def]
 
 
 def test_jobs_page_lists_a_job_whose_progress_bar_moves(stack, browser: Browser) -> None:
-    job = submit(stack.url, {"type": "ping", "params": {"sleep": 9, "steps": 12}}).json()["id"]
+    job = submit(stack.url, {"type": "ping", "params": {"sleep": 6, "steps": 10}}).json()["id"]
     browser.page.goto(stack.url + "/", wait_until="domcontentloaded")
     row = f'#jobs tr[data-job="{job}"]'
     browser.page.wait_for_selector(row, timeout=30_000)

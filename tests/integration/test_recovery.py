@@ -99,8 +99,8 @@ def processed_dataset(rec: Rec) -> str:
 
 def test_sigterm_hands_running_jobs_back_and_they_finish_elsewhere(rec: Rec) -> None:
     # Given two jobs running on w1: one that reaches checkpoints, one that does not; and w2 online
-    stepping = submit(rec.stack, {"type": "ping", "params": {"sleep": 12, "steps": 48, "tag": "a"}})
-    sleeping = submit(rec.stack, {"type": "ping", "params": {"sleep": 12, "steps": 1, "tag": "b"}})
+    stepping = submit(rec.stack, {"type": "ping", "params": {"sleep": 9, "steps": 36, "tag": "a"}})
+    sleeping = submit(rec.stack, {"type": "ping", "params": {"sleep": 9, "steps": 1, "tag": "b"}})
     for job in (stepping, sleeping):
         assert node_of(wait_job(rec.stack, job, lambda r: r["state"] == "running")["worker"]) == "w1"
     rec.nodes.start("w2")

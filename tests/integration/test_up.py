@@ -79,7 +79,7 @@ def test_ctrl_c_stops_pools_then_api_then_redis_and_the_job_survives(tmp_path: P
     up = Up(tmp_path, free_port())
     try:
         up.start()
-        job = submit(up, {"type": "ping", "params": {"sleep": 8, "steps": 16}})
+        job = submit(up, {"type": "ping", "params": {"sleep": 4, "steps": 8}})
         wait_job(up, job, lambda r: r["state"] == "running")
         # When the terminal's Ctrl-C reaches the process group
         assert up.ctrl_c() == 0
