@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from bench.harness import Figure, Load, drive
+from bench.harness import Figure, Load, drive, keep_alive_caller
 from bench.queue import bigmodel_caller, job_stack
 
 CONNECTIONS = 64
@@ -25,24 +24,7 @@ JOBS = 60  # finished jobs in the store: more than a listing page
 
 def getter(url: str, paths: list[str]) -> Callable[[int], None]:
     """A call(i) for drive(): GET paths[i % n] on the calling thread's own keep-alive connection."""
-    host, port = url.removeprefix("http://").split(":")
-    local = threading.local()
-
-    def call(i: int) -> None:
-        conn = getattr(local, "conn", None)
-        if conn is None:
-            conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        try:
-            conn.request("GET", paths[i % len(paths)])
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException):
-            local.conn = None
-            raise
-        if response.status != 200:
-            raise RuntimeError(f"{response.status}: {data[:200]!r}")
-
-    return call
+    return keep_alive_caller(url, [("GET", path, None, {}) for path in paths])
 
 
 def _figures(name: str, load: Load, note: str) -> list[Figure]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import platform
@@ -153,3 +154,30 @@ def _num(value: float | None) -> str:
     if value is None:
         return ""
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+Request = tuple[str, str, bytes | None, dict[str, str]]  # method, path, body, headers
+
+
+def keep_alive_caller(url: str, requests: list[Request]) -> Callable[[int], None]:
+    """A call(i) for drive(): requests[i % n] on the calling thread's own keep-alive connection;
+    anything but a 200 raises (drive counts it as an error)."""
+    host, port = url.removeprefix("http://").split(":")
+    local = threading.local()
+
+    def call(i: int) -> None:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        method, path, body, headers = requests[i % len(requests)]
+        try:
+            conn.request(method, path, body, headers)
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            local.conn = None
+            raise
+        if response.status != 200:
+            raise RuntimeError(f"{response.status}: {data[:200]!r}")
+
+    return call

@@ -13,13 +13,11 @@ size (requests per forward pass) that the serving processes report.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,7 +29,7 @@ import pandas as pd
 import redis
 
 from bench import inference_batch
-from bench.harness import Figure, Load, drive
+from bench.harness import Figure, Load, drive, keep_alive_caller
 from bigmodel.stats import RedisMetrics
 from tests.services import RedisServer, Stack
 from tests.trained import publish
@@ -130,25 +128,7 @@ def _json_bodies(rows: np.ndarray, tfserving: bool) -> list[tuple[bytes, dict[st
 
 def _http_caller(url: str, path: str, bodies: list[tuple[bytes, dict[str, str]]]) -> Callable[[int], None]:
     """A call(i) for drive(): POST bodies[i] on the calling thread's own keep-alive connection."""
-    host, port = url.removeprefix("http://").split(":")
-    local = threading.local()
-
-    def call(i: int) -> None:
-        conn = getattr(local, "conn", None)
-        if conn is None:
-            conn = local.conn = http.client.HTTPConnection(host, int(port), timeout=60)
-        body, headers = bodies[i % len(bodies)]
-        try:
-            conn.request("POST", path, body, headers)
-            response = conn.getresponse()
-            data = response.read()
-        except (OSError, http.client.HTTPException):
-            local.conn = None
-            raise
-        if response.status != 200:
-            raise RuntimeError(f"{response.status}: {data[:200]!r}")
-
-    return call
+    return keep_alive_caller(url, [("POST", path, body, headers) for body, headers in bodies])
 
 
 def _batch_totals(client: redis.Redis) -> tuple[float, float]:

@@ -29,9 +29,9 @@ import redis
 from celery import Celery
 
 from bench.harness import Figure, Load, drive
-from bench.support import process_tree
+from bench.support import private_stack, process_tree
 from bigmodel.client import Client
-from tests.services import RedisServer, Stack
+from tests.services import Stack
 
 PROCESSES = 2  # bigmodel cpu-pool processes, and the raw Celery worker's -c
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,23 +52,14 @@ def celery_client(redis_url: str) -> Celery:
 def job_stack(cpu_workers: int = PROCESSES, api_args: tuple[str, ...] = ()) -> Iterator[Stack]:
     """A private Redis, the API as `bigmodel up` runs it (gunicorn's defaults there, no access log) and
     a cpu pool of `cpu_workers` processes; everything stopped afterwards."""
-    if not RedisServer.available():
-        raise RuntimeError("the benchmarks need redis-server on PATH")
-    with tempfile.TemporaryDirectory(prefix="bm-bench-") as tmp:
-        server = RedisServer(Path(tmp) / "redis")
-        server.start()
-        # The submission rate limit stays on (its counting is part of a submission's cost), raised
-        # past what the benchmark submits in a minute.
-        stack = Stack(server, Path(tmp) / "store", env=ENV)
-        try:
-            stack.spawn("api", "--port", str(stack.port), "--quiet", *api_args, log="api.log")
-            stack.spawn("worker", "--pool", "cpu", "--concurrency", str(cpu_workers), "--loglevel", "WARNING",
-                        log="worker.log")
-            stack.wait_ready(("cpu",), timeout=180)
-            yield stack
-        finally:
-            stack.stop()
-            server.stop()
+    # The submission rate limit stays on (its counting is part of a submission's cost), raised
+    # past what the benchmark submits in a minute.
+    with private_stack(ENV) as stack:
+        stack.spawn("api", "--port", str(stack.port), "--quiet", *api_args, log="api.log")
+        stack.spawn("worker", "--pool", "cpu", "--concurrency", str(cpu_workers), "--loglevel", "WARNING",
+                    log="worker.log")
+        stack.wait_ready(("cpu",), timeout=180)
+        yield stack
 
 
 @contextlib.contextmanager

@@ -27,9 +27,8 @@ UPLOAD_BLOCK = 1 << 20
 
 
 @contextlib.contextmanager
-def running_stack(env: dict[str, str] | None = None, *, cpu_workers: int = 1,
-                  api_workers: int = 1) -> Iterator[Stack]:
-    """A private redis-server, API and CPU pool for one benchmark; everything stopped afterwards."""
+def private_stack(env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A private redis-server and a Stack on it, nothing started yet; everything stopped afterwards."""
     if not RedisServer.available():
         raise RuntimeError("the benchmarks need redis-server on PATH")
     with tempfile.TemporaryDirectory(prefix="bm-bench-") as tmp:
@@ -37,11 +36,19 @@ def running_stack(env: dict[str, str] | None = None, *, cpu_workers: int = 1,
         server.start()
         stack = Stack(server, Path(tmp) / "store", env=env)
         try:
-            stack.start(cpu_workers=cpu_workers, api_workers=api_workers, timeout=180)
             yield stack
         finally:
             stack.stop()
             server.stop()
+
+
+@contextlib.contextmanager
+def running_stack(env: dict[str, str] | None = None, *, cpu_workers: int = 1,
+                  api_workers: int = 1) -> Iterator[Stack]:
+    """A private redis-server, API and CPU pool for one benchmark; everything stopped afterwards."""
+    with private_stack(env) as stack:
+        stack.start(cpu_workers=cpu_workers, api_workers=api_workers, timeout=180)
+        yield stack
 
 
 class _Body:
