@@ -38,7 +38,7 @@ bench-quick: $(STAMP)  ## a tiny smoke run of every benchmark (results under var
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run --quick --out var/bench-quick
 
 bench-inference: $(STAMP)  ## online inference against its baselines (a few minutes on 2 cores)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run --only inference --out bench/results/inference
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m bench.run --only inference --out var/bench-inference
 
 chaos: $(STAMP)  ## the chaos test for minutes (make test runs a short slice of it)
 	BIGMODEL_CHAOS_SECONDS=$${BIGMODEL_CHAOS_SECONDS:-300} BIGMODEL_CHAOS_SCALE=$${BIGMODEL_CHAOS_SCALE:-3} \
