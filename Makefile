@@ -21,8 +21,8 @@ install: $(STAMP)
 run: $(STAMP)  ## options pass through: make run ARGS="--port 8001 -v" (or PORT=8001)
 	$(VENV)/bin/bigmodel up $(if $(PORT),--port $(PORT)) $(ARGS)
 
-test: $(STAMP) browser
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q
+test: $(STAMP) browser  ## two pytest workers: every integration test on one (they share stacks), the rest on the other
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 2 --dist loadgroup
 
 browser:  ## Debian's chromium for the dashboard tests: installed only when missing, skipped where it cannot be
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
