@@ -21,8 +21,12 @@ install: $(STAMP)
 run: $(STAMP)  ## options pass through: make run ARGS="--port 8001 -v" (or PORT=8001)
 	$(VENV)/bin/bigmodel up $(if $(PORT),--port $(PORT)) $(ARGS)
 
-test: $(STAMP) browser  ## two pytest workers: every integration test on one (they share stacks), the rest on the other
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 2 --dist loadgroup
+test: $(STAMP) browser  ## the unit suite runs beside the integration suite (one keeps the CPU busy, the other mostly waits)
+	@mkdir -p var
+	@TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -p no:cacheprovider tests/unit > var/unit-tests.log 2>&1 & unit=$$!; \
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q tests/integration; integration=$$?; \
+	wait $$unit; units=$$?; echo "== tests/unit"; cat var/unit-tests.log; \
+	exit $$(( integration || units ))
 
 browser:  ## Debian's chromium for the dashboard tests: installed only when missing, skipped where it cannot be
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \

@@ -14,21 +14,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked after_all (the log audit, the quick benchmarks) run once every other test has run.
-
-    Under pytest-xdist (`make test`: -n 2 --dist loadgroup) every integration test runs on one worker,
-    in this order, with the session's stacks and the log audit that reads all their logs; the unit
-    tests and the quick benchmarks run on the other. Without xdist the quick benchmarks start now, in
-    the background, beside the rest of the run.
-    """
+    """Tests marked after_all (the log audit, the quick benchmarks) run once every other test has run;
+    the quick benchmarks start now, in the background, beside the rest of the run."""
     items.sort(key=lambda item: item.get_closest_marker("after_all") is not None)  # stable: order kept
-    for item in items:
-        if item.nodeid.startswith(bench_quick.TEST_FILE):
-            item.add_marker(pytest.mark.xdist_group("bench"))
-        elif item.nodeid.startswith("tests/integration/"):
-            item.add_marker(pytest.mark.xdist_group("integration"))
-    if not hasattr(config, "workerinput"):  # not an xdist worker
-        bench_quick.start_if_collected(config, items)
+    bench_quick.start_if_collected(config, items)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
