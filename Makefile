@@ -7,7 +7,6 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@echo "installing bigmodel and its dependencies into $(VENV) (TensorFlow is large: a few minutes the first time)"
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install --progress-bar on -e '.[cpu,dev]'
 	@# PyTorch for the torch-backend tests only from a CPU wheel already on this disk (pip's find-links), never
 	@# a download (PyPI's torch is a CUDA build of several GB); without it those tests skip and say why.
